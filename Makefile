@@ -1,0 +1,40 @@
+# sequin_upsert: PGXS build of a C++17 extension.
+EXTENSION  = sequin_upsert
+MODULE_big = sequin_upsert
+OBJS = \
+	src/pg_boundary.o \
+	src/json_path.o \
+	src/value_converter.o \
+	src/mapping_compiler.o \
+	src/mapping_cache.o \
+	src/batch_applier.o \
+	src/staging_trigger.o \
+	src/sql_entry.o
+
+DATA = $(wildcard sql/sequin_upsert--*.sql)
+
+# pg_regress inputs live in sql/, outputs in expected/ (the extension scripts share sql/).
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/sequin_upsert--%,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=. --load-extension=sequin_upsert
+
+PG_CONFIG ?= pg_config
+PG_INCLUDE_SERVER := $(shell $(PG_CONFIG) --includedir-server)
+
+# No LLVM bitcode: the JIT cannot inline C++ and clang need not be installed.
+override with_llvm = no
+
+PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-isystem $(PG_INCLUDE_SERVER) -Isrc
+ifeq ($(SEQUIN_WERROR),1)
+PG_CXXFLAGS += -Werror
+endif
+SHLIB_LINK = -lstdc++
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+
+format:
+	clang-format -i src/*.cpp src/*.hpp
+
+.PHONY: format

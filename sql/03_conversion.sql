@@ -1,0 +1,89 @@
+-- Every row of the SPEC's conversion table, through the target column's type.
+\set VERBOSITY terse
+CREATE SCHEMA conv;
+CREATE TYPE conv.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN conv.positive AS int CHECK (VALUE > 0);
+CREATE TABLE conv.t (
+    id text PRIMARY KEY, j json, jb jsonb, t text, vc varchar(5), u uuid, num numeric,
+    num2 numeric(10,2), d date, tm time, iv interval, mood conv.mood, ip inet,
+    i2 smallint, i4 int, i8 bigint, f4 real, f8 double precision, b boolean,
+    ts timestamp, ts3 timestamp(3), tstz timestamptz, pos conv.positive, ints int[], texts text[]);
+SELECT sequin.create_mapping('conv', 'conv.t', (
+  SELECT jsonb_object_agg(c, 'v.' || c) || '{"id": "id"}'
+    FROM unnest(ARRAY['j','jb','t','vc','u','num','num2','d','tm','iv','mood','ip','i2','i4','i8',
+                      'f4','f8','b','ts','ts3','tstz','pos','ints','texts']) AS c));
+
+CREATE FUNCTION conv.put(v jsonb) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM conv.t;
+    PERFORM * FROM sequin.sequin_upsert(jsonb_build_object('id', 'r', 'collection_id', 'conv', 'v', v));
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+SET TimeZone = 'Europe/Berlin';
+SET DateStyle = 'ISO';
+
+-- json/jsonb take any value as is (a JSON string stays a JSON string).
+SELECT conv.put('{"j": {"a": [1, 2]}, "jb": "a string"}');
+SELECT j, jb FROM conv.t;
+SELECT conv.put('{"jb": {"x": null, "y": 1.50}, "j": 3}');
+SELECT j, jb FROM conv.t;
+-- numbers and booleans into text are their JSON text.
+SELECT conv.put('{"t": 42.10, "vc": true}');
+SELECT t, vc FROM conv.t;
+SELECT conv.put('{"t": "plain", "vc": "12345"}');
+SELECT t, vc FROM conv.t;
+SELECT conv.put('{"vc": "123456"}');
+-- strings through the type's input function.
+SELECT conv.put('{"u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "num": "12.50", "d": "2024-05-01",
+                  "tm": "12:30:00", "iv": "1 day 2 hours", "mood": "happy", "ip": "10.0.0.1/32",
+                  "i4": "17", "b": "yes"}');
+SELECT u, num, d, tm, iv, mood, ip, i4, b FROM conv.t;
+SELECT conv.put('{"u": "not-a-uuid"}');
+SELECT conv.put('{"mood": "angry"}');
+SELECT conv.put('{"i4": "seven"}');
+-- timestamps: an offset is converted to UTC; no offset is taken as written.
+SELECT conv.put('{"ts": "2024-05-01T14:00:00+02:00", "tstz": "2024-05-01T14:00:00+02:00"}');
+SELECT ts, tstz FROM conv.t;
+SELECT conv.put('{"ts": "2024-05-01T12:00:00Z"}');
+SELECT ts FROM conv.t;
+SELECT conv.put('{"ts": "2024-05-01 14:00:00", "tstz": "2024-05-01 14:00:00"}');
+SELECT ts, tstz FROM conv.t;
+SELECT conv.put('{"ts": "2024-05-01T14:00:00.123456-05:30", "ts3": "2024-05-01T14:00:00.123456"}');
+SELECT ts, ts3 FROM conv.t;
+SELECT conv.put('{"ts": "not a time"}');
+-- numbers: exact; fractions and overflow into integers are errors.
+SELECT conv.put('{"i2": 32767, "i4": -2147483648, "i8": 9223372036854775807, "num": 1234567890123456789012345678901234567890.0123456789}');
+SELECT i2, i4, i8, num FROM conv.t;
+SELECT conv.put('{"i8": 1e3, "i4": 2.000}');
+SELECT i8, i4 FROM conv.t;
+SELECT conv.put('{"i4": 3.5}');
+SELECT conv.put('{"i2": 32768}');
+SELECT conv.put('{"i8": 9223372036854775808}');
+SELECT conv.put('{"num2": 3.14159, "f4": 1.5, "f8": 0.1}');
+SELECT num2, f4, f8 FROM conv.t;
+SELECT conv.put('{"num2": 123456789012.5}');
+-- numbers into timestamp, timestamptz and date are Unix epoch seconds.
+SELECT conv.put('{"ts": 1680000000, "tstz": 1680000000.5, "d": 1680000000}');
+SELECT ts, tstz, d FROM conv.t;
+-- booleans
+SELECT conv.put('{"b": false}');
+SELECT b FROM conv.t;
+SELECT conv.put('{"b": 1}');
+-- arrays
+SELECT conv.put('{"ints": [1, 2, null, 4], "texts": ["a", "b c", 5]}');
+SELECT ints, texts FROM conv.t;
+SELECT conv.put('{"ints": [], "texts": "{x,y}"}');
+SELECT ints, texts FROM conv.t;
+SELECT conv.put('{"ints": [1, "x"]}');
+SELECT conv.put('{"ints": {"a": 1}}');
+-- domains check their constraint.
+SELECT conv.put('{"pos": 5}');
+SELECT pos FROM conv.t;
+SELECT conv.put('{"pos": -5}');
+-- anything else names the column, the JSON type and the column type.
+SELECT conv.put('{"i4": true}');
+SELECT conv.put('{"t": {"nested": 1}}');
+SELECT conv.put('{"u": 12}');
+SELECT conv.put('{"d": [1]}');

@@ -1,0 +1,733 @@
+// The applier. For each collection in a batch, in chunks of sequin.batch_size records:
+//   1. convert every record's mapped values (the record's JSON walked in place);
+//   2. keep one record per key: the newest version (array order without an order column);
+//   3. look up the stored versions of the chunk's keys in one statement, and skip stale
+//      records before writing anything (a replay is read-only);
+//   4. check tombstones for keys that are not stored, so a late record cannot resurrect a
+//      deleted row;
+//   5. write inserts, updates and deletes with one prepared statement each, fed with arrays.
+// Writes run in a subtransaction per statement; when one fails, it is split in halves until
+// the failing record is found: Atomic mode raises its error, Isolate mode reports it and
+// applies the rest. C-shaped code: no objects with destructors live in these frames.
+#include "batch_applier.hpp"
+#include "json_path.hpp"
+#include "mapping_cache.hpp"
+#include "value_converter.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+}
+
+#include <cstring>
+
+int sequin_batch_size = 1000;
+
+namespace sequin {
+
+namespace {
+
+enum RecordState : uint8 { Pending, Done, Upsert, Delete };
+
+// One chunk of records of one collection, with everything derived from them.
+struct Chunk {
+    CompiledMapping *m;
+    ApplyMode mode;
+    FailureCallback on_failure;
+    void *callback_arg;
+    ApplyCounts *counts;
+    const InputRecord *inputs;
+    const int *members; // chunk record -> input index
+    int n;
+    int ncols;
+    Datum *values; // n * ncols
+    bool *nulls;
+    uint8 *state;
+    bool *exists;
+    bool *newer;
+    uint32 *key_hash;
+    char **key;
+    int *key_len;
+    int next;               // conversion progress (survives a longjmp: lives in memory)
+    const char *column;     // column being converted, for messages
+    Oid owner;              // extension owner, for bookkeeping statements
+};
+
+// Kinds of write, each one prepared statement (deletes also write tombstones).
+enum WriteKind { WriteInsert, WriteUpdate, WriteDelete };
+
+bool is_transaction_level_error(int sqlstate) {
+    // Serialization failures, deadlocks, cancels, out of memory: not a record's fault.
+    const char *state = unpack_sql_state(sqlstate);
+    return strncmp(state, "40", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+           strncmp(state, "57", 2) == 0 || strncmp(state, "58", 2) == 0 ||
+           strncmp(state, "XX", 2) == 0;
+}
+
+// Runs fn in a subtransaction. Returns NULL, or the error (the subtransaction rolled back).
+template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn) {
+    MemoryContext context = CurrentMemoryContext;
+    ResourceOwner owner = CurrentResourceOwner;
+    ErrorData *volatile error = nullptr;
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(context);
+    PG_TRY();
+    {
+        fn();
+        ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(context);
+        CurrentResourceOwner = owner;
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(context);
+        error = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(context);
+        CurrentResourceOwner = owner;
+        if (is_transaction_level_error(error->sqlerrcode))
+            ReThrowError(error);
+    }
+    PG_END_TRY();
+    return error;
+}
+
+void append_json_scalar(StringInfo out, JsonbContainer *record, const char *key) {
+    JsonbValue value;
+    if (!record || !json_key_find(record, key, &value)) {
+        appendStringInfoString(out, "none");
+    } else if (value.type == jbvString) {
+        appendStringInfo(out, "\"%.*s\"", value.val.string.len, value.val.string.val);
+    } else if (value.type == jbvNumeric) {
+        appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(
+                                        numeric_out, NumericGetDatum(value.val.numeric))));
+    } else {
+        appendStringInfoString(out, json_type_name(value));
+    }
+}
+
+// "record 3 (id "sub_1", collection_id "stripe:subscription"): column "quantity": <reason>"
+char *describe_failure(const InputRecord &in, const char *column, const char *reason) {
+    StringInfoData out;
+    initStringInfo(&out);
+    appendStringInfo(&out, "record %lld (id ", static_cast<long long>(in.position));
+    append_json_scalar(&out, in.record, "id");
+    appendStringInfoString(&out, ", collection_id ");
+    append_json_scalar(&out, in.record, "collection_id");
+    appendStringInfoString(&out, "): ");
+    if (column)
+        appendStringInfo(&out, "column \"%s\": ", column);
+    appendStringInfoString(&out, reason);
+    return out.data;
+}
+
+// A record failed: Atomic raises (error's SQLSTATE and detail kept), Isolate reports it.
+void fail_record(const InputRecord &in, const char *column, ErrorData *error,
+                 ApplyMode mode, FailureCallback on_failure, void *arg, ApplyCounts *counts) {
+    char *message = describe_failure(in, column, error->message ? error->message : "error");
+    if (mode == ApplyMode::Atomic) {
+        error->message = message;
+        error->context = nullptr;
+        ReThrowError(error);
+    }
+    counts->failed++;
+    on_failure(arg, in.position, error->sqlerrcode, message);
+}
+
+void fail_chunk_record(Chunk *c, int r, const char *column, ErrorData *error) {
+    c->state[r] = Done;
+    fail_record(c->inputs[c->members[r]], column, error, c->mode, c->on_failure, c->callback_arg,
+                c->counts);
+}
+
+// ---- 1. conversion -----------------------------------------------------------------
+
+void append_key_part(StringInfo key, const ValueType *vt, Datum value) {
+    const char *bytes;
+    int length;
+    if (vt->typbyval) {
+        bytes = reinterpret_cast<const char *>(&value);
+        length = sizeof(Datum);
+    } else if (vt->typlen == -1) {
+        struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+        bytes = VARDATA_ANY(v);
+        length = VARSIZE_ANY_EXHDR(v);
+    } else if (vt->typlen > 0) {
+        bytes = DatumGetPointer(value);
+        length = vt->typlen;
+    } else {
+        bytes = DatumGetCString(value);
+        length = strlen(bytes);
+    }
+    appendBinaryStringInfo(key, reinterpret_cast<const char *>(&length), sizeof length);
+    appendBinaryStringInfo(key, bytes, length);
+}
+
+void convert_record(Chunk *c, int r) {
+    CompiledMapping *m = c->m;
+    const InputRecord &in = c->inputs[c->members[r]];
+    Datum *values = c->values + static_cast<size_t>(r) * c->ncols;
+    bool *nulls = c->nulls + static_cast<size_t>(r) * c->ncols;
+    c->column = nullptr;
+
+    bool is_delete = false;
+    JsonbValue value;
+    if (json_key_find(in.record, "deleted", &value)) {
+        if (value.type == jbvBool)
+            is_delete = value.val.boolean;
+        else if (value.type != jbvNull)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("\"deleted\" must be a boolean, not a JSON %s",
+                                   json_type_name(value))));
+    }
+    if (is_delete && m->on_delete == OnDelete::Ignore) {
+        c->state[r] = Done;
+        c->counts->skipped++;
+        return;
+    }
+    if (is_delete && m->on_delete == OnDelete::Upsert)
+        is_delete = false;
+
+    for (int i = 0; i < c->ncols; i++) {
+        MappedColumn &col = m->columns[i];
+        nulls[i] = true;
+        values[i] = (Datum)0;
+        if (col.is_now || (is_delete && !col.is_key && !col.is_order))
+            continue;
+        c->column = col.name.c_str();
+        if (!json_path_find(in.record, col.path, &value) || value.type == jbvNull) {
+            if (col.required)
+                ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                                errmsg("required value is missing (source path has no value)")));
+            value_check_null(col.type);
+            continue;
+        }
+        values[i] = value_convert(col.type, &value);
+        nulls[i] = false;
+    }
+    c->column = nullptr;
+
+    StringInfoData key;
+    initStringInfo(&key);
+    for (int k : m->key_columns)
+        append_key_part(&key, m->columns[k].type, values[k]);
+    c->key[r] = key.data;
+    c->key_len[r] = key.len;
+    c->key_hash[r] = hash_bytes(reinterpret_cast<const unsigned char *>(key.data), key.len);
+    c->state[r] = is_delete ? Delete : Upsert;
+}
+
+void convert_chunk(Chunk *c) {
+    c->next = 0;
+    if (c->mode == ApplyMode::Atomic) {
+        MemoryContext context = CurrentMemoryContext;
+        PG_TRY();
+        {
+            for (; c->next < c->n; c->next++)
+                convert_record(c, c->next);
+        }
+        PG_CATCH();
+        {
+            MemoryContextSwitchTo(context);
+            ErrorData *error = CopyErrorData();
+            FlushErrorState();
+            fail_chunk_record(c, c->next, c->column, error);
+        }
+        PG_END_TRY();
+        return;
+    }
+    // Isolate: a failed record rolls back its conversion's subtransaction (a domain's CHECK
+    // may have run any SQL), is reported, and conversion resumes after it.
+    while (c->next < c->n) {
+        ErrorData *error = try_in_subtransaction([c] {
+            for (; c->next < c->n; c->next++)
+                convert_record(c, c->next);
+        });
+        if (error) {
+            fail_chunk_record(c, c->next, c->column, error);
+            c->next++;
+        }
+    }
+}
+
+// ---- 2. one record per key ------------------------------------------------------------
+
+// Does record a carry a newer version than record b? (NULL is oldest; equal is not newer.)
+bool newer_version(Chunk *c, int a, int b) {
+    int o = c->m->order_column;
+    bool a_null = c->nulls[static_cast<size_t>(a) * c->ncols + o];
+    bool b_null = c->nulls[static_cast<size_t>(b) * c->ncols + o];
+    if (a_null || b_null)
+        return !a_null && b_null;
+    Datum result = FunctionCall2Coll(&c->m->order_compare, c->m->order_collation,
+                                     c->values[static_cast<size_t>(a) * c->ncols + o],
+                                     c->values[static_cast<size_t>(b) * c->ncols + o]);
+    return DatumGetInt32(result) > 0;
+}
+
+void keep_newest_per_key(Chunk *c) {
+    int size = 16;
+    while (size < 2 * c->n)
+        size <<= 1;
+    int *slots = static_cast<int *>(palloc0(sizeof(int) * size)); // record + 1, 0 = empty
+    for (int r = 0; r < c->n; r++) {
+        if (c->state[r] == Done)
+            continue;
+        int slot = c->key_hash[r] & (size - 1);
+        while (true) {
+            int w = slots[slot] - 1;
+            if (w < 0) {
+                slots[slot] = r + 1;
+                break;
+            }
+            if (c->key_hash[w] == c->key_hash[r] && c->key_len[w] == c->key_len[r] &&
+                memcmp(c->key[w], c->key[r], c->key_len[r]) == 0) {
+                // As if applied one by one: the later record wins unless it is not newer.
+                bool r_wins = c->m->order_column < 0 || newer_version(c, r, w);
+                int loser = r_wins ? w : r;
+                c->state[loser] = Done;
+                c->counts->skipped++;
+                slots[slot] = (r_wins ? r : w) + 1;
+                break;
+            }
+            slot = (slot + 1) & (size - 1);
+        }
+    }
+    pfree(slots);
+}
+
+// ---- parameters -----------------------------------------------------------------------
+
+Datum index_array(const int *subset, int n) {
+    Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * (n ? n : 1)));
+    for (int i = 0; i < n; i++)
+        elements[i] = Int32GetDatum(subset[i]);
+    return PointerGetDatum(construct_array(elements, n, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+// The values of column col for the records in subset, as the array the statement expects.
+Datum column_array(Chunk *c, int col, const int *subset, int n) {
+    const MappedColumn &mc = c->m->columns[col];
+    Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * (n ? n : 1)));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * (n ? n : 1)));
+    Oid output_fn = InvalidOid;
+    bool varlena;
+    if (mc.param_as_text)
+        getTypeOutputInfo(mc.type->type_oid, &output_fn, &varlena);
+    for (int i = 0; i < n; i++) {
+        size_t at = static_cast<size_t>(subset[i]) * c->ncols + col;
+        nulls[i] = c->nulls[at];
+        elements[i] = c->values[at];
+        if (mc.param_as_text && !nulls[i])
+            elements[i] = CStringGetTextDatum(OidOutputFunctionCall(output_fn, elements[i]));
+    }
+    int dims[1] = {n};
+    int lower_bounds[1] = {1};
+    if (mc.param_as_text)
+        return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds, TEXTOID,
+                                                  -1, false, TYPALIGN_INT));
+    return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds,
+                                              mc.type->type_oid, mc.type->typlen,
+                                              mc.type->typbyval, mc.type->typalign));
+}
+
+struct Params {
+    Datum values[FUNC_MAX_ARGS];
+    char nulls[FUNC_MAX_ARGS + 1];
+    int count;
+};
+
+void add_param(Params *p, Datum value) {
+    p->values[p->count] = value;
+    p->nulls[p->count] = ' ';
+    p->count++;
+    p->nulls[p->count] = '\0';
+}
+
+// [index array,] key arrays, [order array] [, collection_id]: the shape of the
+// lookup, remove and tombstone statements.
+void key_params(Chunk *c, Params *p, const int *subset, int n, bool with_index, bool with_order,
+                bool with_collection) {
+    p->count = 0;
+    if (with_index)
+        add_param(p, index_array(subset, n));
+    for (int k : c->m->key_columns)
+        add_param(p, column_array(c, k, subset, n));
+    if (with_order)
+        add_param(p, column_array(c, c->m->order_column, subset, n));
+    if (with_collection)
+        add_param(p, CStringGetTextDatum(c->m->row.collection_id.c_str()));
+}
+
+uint64 run_statement(const PreparedStatement &s, Params *p, bool as_owner, Oid owner) {
+    MemoryContext context = CurrentMemoryContext;
+    Oid saved_user;
+    int saved_security;
+    GetUserIdAndSecContext(&saved_user, &saved_security);
+    if (as_owner) // bookkeeping: the extension's own tables, not the caller's
+        SetUserIdAndSecContext(owner, saved_security | SECURITY_LOCAL_USERID_CHANGE);
+    int rc = SPI_execute_plan(s.plan, p->values, p->nulls, false, 0);
+    if (as_owner)
+        SetUserIdAndSecContext(saved_user, saved_security);
+    if (rc < 0)
+        elog(ERROR, "sequin_upsert: statement failed (%s): %s", SPI_result_code_string(rc),
+             s.sql.c_str());
+    MemoryContextSwitchTo(context);
+    return SPI_processed;
+}
+
+// ---- 3./4. look-ups -------------------------------------------------------------------
+
+int pending_records(Chunk *c, int *subset, bool (*wanted)(Chunk *, int)) {
+    int n = 0;
+    for (int r = 0; r < c->n; r++)
+        if (wanted(c, r))
+            subset[n++] = r;
+    return n;
+}
+
+bool is_pending(Chunk *c, int r) { return c->state[r] == Upsert || c->state[r] == Delete; }
+bool is_new_upsert(Chunk *c, int r) { return c->state[r] == Upsert && !c->exists[r]; }
+
+void lookup_stored_versions(Chunk *c, int *subset) {
+    int n = pending_records(c, subset, is_pending);
+    if (n == 0)
+        return;
+    Params p;
+    key_params(c, &p, subset, n, true, c->m->order_column >= 0, false);
+    run_statement(c->m->lookup, &p, false, c->owner);
+    for (uint64 row = 0; row < SPI_processed; row++) {
+        bool isnull;
+        HeapTuple tuple = SPI_tuptable->vals[row];
+        int r = DatumGetInt32(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 1, &isnull));
+        bool newer = DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
+        c->exists[r] = true;
+        c->newer[r] = newer && !isnull;
+    }
+    SPI_freetuptable(SPI_tuptable);
+    for (int i = 0; i < n; i++) {
+        int r = subset[i];
+        if (c->exists[r] && !c->newer[r]) { // stale: the stored row is as new or newer
+            c->state[r] = Done;
+            c->counts->skipped++;
+        }
+    }
+}
+
+void skip_tombstoned(Chunk *c, int *subset) {
+    if (c->m->order_column < 0)
+        return;
+    int n = pending_records(c, subset, is_new_upsert);
+    if (n == 0)
+        return;
+    Params p;
+    key_params(c, &p, subset, n, true, true, true);
+    run_statement(c->m->tomb_lookup, &p, true, c->owner);
+    for (uint64 row = 0; row < SPI_processed; row++) {
+        bool isnull;
+        int r = DatumGetInt32(
+            SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+        if (c->state[r] == Upsert) {
+            c->state[r] = Done;
+            c->counts->skipped++;
+        }
+    }
+    SPI_freetuptable(SPI_tuptable);
+}
+
+// ---- 5. writes ------------------------------------------------------------------------
+
+uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
+    Params p;
+    if (kind == WriteDelete) {
+        key_params(c, &p, subset, n, false, c->m->order_column >= 0, false);
+        uint64 deleted = run_statement(c->m->remove, &p, false, c->owner);
+        if (c->m->order_column >= 0) { // tombstones for every delete, applied or not
+            key_params(c, &p, subset, n, false, true, true);
+            run_statement(c->m->tomb_upsert, &p, true, c->owner);
+        }
+        return deleted;
+    }
+    p.count = 0;
+    for (int i = 0; i < c->ncols; i++)
+        if (!c->m->columns[i].is_now)
+            add_param(&p, column_array(c, i, subset, n));
+    return run_statement(c->m->upsert, &p, false, c->owner);
+}
+
+void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
+    if (n == 0)
+        return;
+    uint64 written = 0;
+    ErrorData *error = try_in_subtransaction([&] { written = execute_write(c, kind, subset, n); });
+    if (!error) {
+        int64 *counter = kind == WriteInsert   ? &c->counts->inserted
+                         : kind == WriteUpdate ? &c->counts->updated
+                                               : &c->counts->deleted;
+        *counter += written;
+        c->counts->skipped += n - static_cast<int64>(written);
+        return;
+    }
+    if (n == 1) {
+        fail_chunk_record(c, subset[0], nullptr, error);
+        return;
+    }
+    FreeErrorData(error);
+    write_records(c, kind, subset, n / 2);
+    write_records(c, kind, subset + n / 2, n - n / 2);
+}
+
+void write_chunk(Chunk *c, int *subset) {
+    int n = 0;
+    for (int r = 0; r < c->n; r++) // rows that are not stored yet
+        if (c->state[r] == Upsert && !c->exists[r])
+            subset[n++] = r;
+    write_records(c, WriteInsert, subset, n);
+    n = 0;
+    for (int r = 0; r < c->n; r++) // stored rows with an older version
+        if (c->state[r] == Upsert && c->exists[r])
+            subset[n++] = r;
+    write_records(c, WriteUpdate, subset, n);
+    n = 0;
+    for (int r = 0; r < c->n; r++)
+        if (c->state[r] == Delete)
+            subset[n++] = r;
+    write_records(c, WriteDelete, subset, n);
+}
+
+// Look-ups fail for the whole chunk (say, no SELECT right on the target).
+void run_lookups(Chunk *c, int *subset) {
+    if (c->mode == ApplyMode::Atomic) {
+        lookup_stored_versions(c, subset);
+        skip_tombstoned(c, subset);
+        return;
+    }
+    ErrorData *error = try_in_subtransaction([&] {
+        lookup_stored_versions(c, subset);
+        skip_tombstoned(c, subset);
+    });
+    if (error)
+        for (int r = 0; r < c->n; r++)
+            if (c->state[r] != Done)
+                fail_chunk_record(c, r, nullptr, error);
+}
+
+void apply_chunk(Chunk *c) {
+    size_t cells = static_cast<size_t>(c->n) * c->ncols;
+    c->values = static_cast<Datum *>(palloc(sizeof(Datum) * (cells ? cells : 1)));
+    c->nulls = static_cast<bool *>(palloc(sizeof(bool) * (cells ? cells : 1)));
+    c->state = static_cast<uint8 *>(palloc0(c->n));
+    c->exists = static_cast<bool *>(palloc0(c->n));
+    c->newer = static_cast<bool *>(palloc0(c->n));
+    c->key_hash = static_cast<uint32 *>(palloc0(sizeof(uint32) * c->n));
+    c->key = static_cast<char **>(palloc0(sizeof(char *) * c->n));
+    c->key_len = static_cast<int *>(palloc0(sizeof(int) * c->n));
+    int *subset = static_cast<int *>(palloc(sizeof(int) * c->n));
+
+    convert_chunk(c);
+    keep_newest_per_key(c);
+    run_lookups(c, subset);
+    write_chunk(c, subset);
+}
+
+Oid extension_owner() {
+    Oid nsp = get_namespace_oid("sequin", false);
+    Oid relid = get_relname_relid("tombstones", nsp);
+    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+    if (!HeapTupleIsValid(tuple))
+        elog(ERROR, "sequin.tombstones is missing");
+    Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+    ReleaseSysCache(tuple);
+    return owner;
+}
+
+// Records of one collection, in input order.
+struct Group {
+    const char *collection;
+    int collection_len;
+    int *members;
+    int count;
+};
+
+void fail_input(const InputRecord &in, int sqlstate, const char *reason, ApplyMode mode,
+                FailureCallback on_failure, void *arg, ApplyCounts *counts) {
+    ErrorData error;
+    memset(&error, 0, sizeof error);
+    error.elevel = ERROR;
+    error.sqlerrcode = sqlstate;
+    error.message = const_cast<char *>(reason);
+    ErrorData *copy = static_cast<ErrorData *>(palloc(sizeof(ErrorData)));
+    *copy = error;
+    fail_record(in, nullptr, copy, mode, on_failure, arg, counts);
+}
+
+void apply_group(const Group &g, const InputRecord *records, ApplyMode mode,
+                 FailureCallback on_failure, void *arg, ApplyCounts *counts, Oid owner,
+                 MemoryContext chunk_context) {
+    CompiledMapping *mapping = nullptr;
+    if (mode == ApplyMode::Atomic) {
+        MemoryContext context = CurrentMemoryContext;
+        PG_TRY();
+        {
+            mapping = sequin_mapping_for(g.collection, g.collection_len);
+        }
+        PG_CATCH();
+        {
+            MemoryContextSwitchTo(context);
+            ErrorData *error = CopyErrorData();
+            FlushErrorState();
+            fail_record(records[g.members[0]], nullptr, error, mode, on_failure, arg, counts);
+        }
+        PG_END_TRY();
+    } else {
+        ErrorData *error = try_in_subtransaction(
+            [&] { mapping = sequin_mapping_for(g.collection, g.collection_len); });
+        if (error) {
+            for (int i = 0; i < g.count; i++)
+                fail_record(records[g.members[i]], nullptr, error, mode, on_failure, arg, counts);
+            return;
+        }
+    }
+    if (mapping->key_columns.empty())
+        ereport(ERROR, (errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+                        errmsg("mapping \"%s\" has no conflict key",
+                               mapping->row.collection_id.c_str())));
+    int batch = sequin_batch_size > 0 ? sequin_batch_size : 1000;
+    for (int start = 0; start < g.count; start += batch) {
+        MemoryContext old = MemoryContextSwitchTo(chunk_context);
+        Chunk chunk;
+        memset(&chunk, 0, sizeof chunk);
+        chunk.m = mapping;
+        chunk.mode = mode;
+        chunk.on_failure = on_failure;
+        chunk.callback_arg = arg;
+        chunk.counts = counts;
+        chunk.inputs = records;
+        chunk.members = g.members + start;
+        chunk.n = g.count - start < batch ? g.count - start : batch;
+        chunk.ncols = static_cast<int>(mapping->columns.size());
+        chunk.owner = owner;
+        apply_chunk(&chunk);
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(chunk_context);
+        CHECK_FOR_INTERRUPTS();
+    }
+    sequin_mapping_unpin(mapping);
+}
+
+} // namespace
+
+void apply_records(const InputRecord *records, int count, ApplyMode mode,
+                   FailureCallback on_failure, void *callback_arg, ApplyCounts *counts) {
+    memset(counts, 0, sizeof *counts);
+    if (count == 0)
+        return;
+    MemoryContext call_context = AllocSetContextCreate(CurrentMemoryContext, "sequin apply",
+                                                       ALLOCSET_DEFAULT_SIZES);
+    MemoryContext chunk_context =
+        AllocSetContextCreate(call_context, "sequin chunk", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(call_context);
+
+    // Group by collection, in order of first appearance.
+    Group *groups = static_cast<Group *>(palloc0(sizeof(Group) * count));
+    int *group_of = static_cast<int *>(palloc(sizeof(int) * count));
+    int ngroups = 0, last = -1;
+    for (int i = 0; i < count; i++) {
+        group_of[i] = -1;
+        const InputRecord &in = records[i];
+        JsonbValue collection;
+        if (!in.record || !JsonContainerIsObject(in.record)) {
+            fail_input(in, ERRCODE_INVALID_PARAMETER_VALUE, "record is not a JSON object", mode,
+                       on_failure, callback_arg, counts);
+            continue;
+        }
+        if (!json_key_find(in.record, "collection_id", &collection) ||
+            collection.type != jbvString) {
+            fail_input(in, ERRCODE_NOT_NULL_VIOLATION,
+                       "record has no \"collection_id\" string", mode, on_failure, callback_arg,
+                       counts);
+            continue;
+        }
+        const char *name = collection.val.string.val;
+        int len = collection.val.string.len;
+        int g = -1;
+        if (last >= 0 && groups[last].collection_len == len &&
+            memcmp(groups[last].collection, name, len) == 0)
+            g = last;
+        for (int j = 0; g < 0 && j < ngroups; j++)
+            if (groups[j].collection_len == len && memcmp(groups[j].collection, name, len) == 0)
+                g = j;
+        if (g < 0) {
+            g = ngroups++;
+            groups[g].collection = name;
+            groups[g].collection_len = len;
+        }
+        group_of[i] = last = g;
+        groups[g].count++;
+    }
+    for (int g = 0; g < ngroups; g++) {
+        groups[g].members = static_cast<int *>(palloc(sizeof(int) * groups[g].count));
+        groups[g].count = 0;
+    }
+    for (int i = 0; i < count; i++)
+        if (group_of[i] >= 0) {
+            Group &g = groups[group_of[i]];
+            g.members[g.count++] = i;
+        }
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    MemoryContextSwitchTo(call_context);
+    Oid owner = extension_owner();
+    for (int g = 0; g < ngroups; g++)
+        apply_group(groups[g], records, mode, on_failure, callback_arg, counts, owner,
+                    chunk_context);
+    SPI_finish();
+    MemoryContextSwitchTo(old);
+    MemoryContextDelete(call_context);
+}
+
+InputRecord *records_of_argument(Jsonb *records, int *count) {
+    if (JB_ROOT_IS_SCALAR(records))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("records must be a JSON object or an array of objects, not a "
+                               "scalar")));
+    if (JB_ROOT_IS_OBJECT(records)) {
+        InputRecord *one = static_cast<InputRecord *>(palloc(sizeof(InputRecord)));
+        one->record = &records->root;
+        one->position = 0;
+        *count = 1;
+        return one;
+    }
+    int n = JB_ROOT_COUNT(records);
+    InputRecord *all = static_cast<InputRecord *>(palloc(sizeof(InputRecord) * (n ? n : 1)));
+    JsonbIterator *it = JsonbIteratorInit(&records->root);
+    JsonbValue value;
+    JsonbIteratorToken token;
+    int i = 0;
+    while ((token = JsonbIteratorNext(&it, &value, true)) != WJB_DONE) {
+        if (token != WJB_ELEM)
+            continue;
+        all[i].position = i;
+        all[i].record = value.type == jbvBinary ? value.val.binary.data : nullptr;
+        i++;
+    }
+    *count = i;
+    return all;
+}
+
+} // namespace sequin

@@ -1,0 +1,41 @@
+// The applier: applies a batch of Sequin records (any mix of collections) with set-based
+// prepared statements. C-shaped server code: it raises with ereport, and the only C++ it
+// calls is behind sequin_mapping_for(), which catches its own exceptions.
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+#include "utils/jsonb.h"
+}
+
+namespace sequin {
+
+struct ApplyCounts {
+    int64 inserted;
+    int64 updated;
+    int64 deleted;
+    int64 skipped;
+    int64 failed;
+};
+
+// Atomic: the first bad record raises an error naming it (sequin_upsert).
+// Isolate: a bad record is handed to the failure callback and the others still apply (staging).
+enum class ApplyMode { Atomic, Isolate };
+
+struct InputRecord {
+    JsonbContainer *record; // a record object, or any JSON value (then it fails cleanly)
+    int64 position;         // shown in messages: array index, or staging row id
+};
+
+// Called in Isolate mode for each failed record; message already names record and column.
+typedef void (*FailureCallback)(void *arg, int64 position, int sqlstate, const char *message);
+
+// Applies count records in order. SPI must not be connected (the applier connects).
+void apply_records(const InputRecord *records, int count, ApplyMode mode,
+                   FailureCallback on_failure, void *callback_arg, ApplyCounts *counts);
+
+// Records of one sequin_upsert() argument: an object, or the elements of an array.
+// Raises 22023 for anything else.
+InputRecord *records_of_argument(Jsonb *records, int *count);
+
+} // namespace sequin

@@ -1,0 +1,91 @@
+// The mapping compiler: turns one row of sequin.mappings into a CompiledMapping — validated
+// against the target table, with the column types resolved and the SQL the applier runs.
+// C++ zone: throws PgError; every server call inside is guarded.
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+}
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "json_path.hpp"
+#include "value_converter.hpp"
+
+namespace sequin {
+
+enum class OnDelete { Delete, Upsert, Ignore };
+
+// A row of sequin.mappings, as plain C++ data.
+struct MappingRow {
+    std::string collection_id;
+    Oid target_table = InvalidOid;
+    std::string columns_json;
+    std::optional<std::vector<std::string>> conflict_columns;
+    std::vector<std::string> keep_on_conflict;
+    std::optional<std::string> order_column;
+    std::string on_delete = "delete";
+    std::optional<std::vector<std::string>> required;
+};
+
+struct MappedColumn {
+    std::string name;
+    AttrNumber attnum = 0;
+    bool is_now = false;              // source "$now": filled by SQL, not from the record
+    std::vector<std::string> path_keys;
+    std::vector<PathStep> path_steps; // point into path_keys
+    JsonPath path{0, nullptr};
+    ValueType *type = nullptr;        // in the mapping's memory context
+    bool required = false;
+    bool is_key = false;
+    bool is_order = false;
+    bool keep_on_conflict = false;
+    bool param_as_text = false;       // passed as text[] and cast in SQL (array columns)
+    Oid param_element_type = InvalidOid;
+    int param_number = 0;             // $n of the column's array in the upsert statement
+};
+
+// One prepared statement with its text and parameter types, kept across calls.
+struct PreparedStatement {
+    std::string sql;
+    std::vector<Oid> arg_types;
+    std::vector<std::string> arg_descriptions; // for explain_mapping
+    SPIPlanPtr plan = nullptr;
+};
+
+struct CompiledMapping {
+    MappingRow row;
+    std::string target_name; // quoted, schema-qualified
+    std::vector<MappedColumn> columns;
+    std::vector<int> key_columns; // indexes into columns
+    int order_column = -1;        // index into columns, or -1
+    OnDelete on_delete = OnDelete::Delete;
+    FmgrInfo order_compare;       // btree comparison of the order column's type
+    Oid order_collation = InvalidOid;
+
+    // The applier's statements (see mapping_compiler.cpp for their shapes).
+    PreparedStatement lookup;      // stored versions of a batch's keys (caller's rights)
+    PreparedStatement upsert;      // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
+    PreparedStatement remove;      // DELETE ... USING unnest (caller's rights)
+    PreparedStatement tomb_lookup; // tombstones newer than a batch (extension owner)
+    PreparedStatement tomb_upsert; // record tombstones (extension owner)
+
+    MemoryContext context = nullptr; // value types, FmgrInfo caches
+    bool stale = false;
+    int pins = 0;
+
+    ~CompiledMapping();
+};
+
+// Compiles and validates row. With deferred_checks (a restore: check_function_bodies off),
+// checks that need the target's indexes are left for the first upsert.
+// With prepare, the statements are prepared and kept (SPI must be connected).
+std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool deferred_checks,
+                                                 bool prepare);
+
+} // namespace sequin
