@@ -74,3 +74,5 @@ SELECT try($$INSERT INTO sequin.mappings (collection_id, target_table, columns)
 SELECT try($$INSERT INTO sequin.mappings (collection_id, target_table, columns)
              VALUES ('bad', 'stripe.subscriptions', '[]')$$);
 SELECT count(*) AS bad_mappings_stored FROM sequin.mappings WHERE collection_id = 'bad';
+REVOKE USAGE ON SCHEMA stripe FROM sequin_no_catalog;
+DROP ROLE sequin_no_catalog;
