@@ -1,0 +1,96 @@
+-- Ordering by order_column, duplicates in one call, deletes and tombstones.
+\set VERBOSITY terse
+CREATE SCHEMA ord;
+CREATE TABLE ord.t (id text PRIMARY KEY, name text, v bigint);
+SELECT sequin.create_mapping('ord', 'ord.t', '{"id": "id", "name": "data.name", "v": "updated_idx"}',
+                             order_column => 'v');
+CREATE FUNCTION ord.rec(id text, v bigint, name text DEFAULT NULL, deleted boolean DEFAULT false)
+RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('id', id, 'collection_id', 'ord', 'updated_idx', v,
+                              'deleted', deleted, 'data', jsonb_build_object('name', name))
+$$;
+
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 10, 'a10'), ord.rec('b', 10, 'b10')));
+-- Stale and equal versions are skipped; a newer one applies.
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 9, 'a9'), ord.rec('b', 10, 'b10-again')));
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 11, 'a11')));
+SELECT * FROM ord.t ORDER BY id;
+-- Replaying a batch changes nothing.
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 11, 'a11'), ord.rec('b', 10, 'b10')));
+-- A stored NULL version is overwritten by any version.
+UPDATE ord.t SET v = NULL WHERE id = 'b';
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('b', 1, 'b1')));
+SELECT * FROM ord.t ORDER BY id;
+
+-- Duplicates in one call apply in version order, whatever the array order; superseded
+-- ones are skipped, and there is no "cannot affect row a second time".
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(
+    ord.rec('c', 3, 'c3'), ord.rec('c', 5, 'c5'), ord.rec('c', 4, 'c4'), ord.rec('c', 5, 'c5-dup')));
+SELECT * FROM ord.t WHERE id = 'c';
+-- A missing order value is an error (required by default).
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "d", "collection_id": "ord"}')$$);
+
+-- Deletes: guarded by version, leave a tombstone, and a late record does not resurrect.
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 10, deleted => true)));
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 20, deleted => true)));
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 15, 'a15-late')));
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 20, 'a20-equal')));
+SELECT * FROM ord.t ORDER BY id;
+-- A newer record after the delete re-creates the row.
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('a', 21, 'a21')));
+-- A delete of an absent row is skipped but leaves a tombstone.
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('zz', 7, deleted => true)));
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('zz', 6, 'zz6')));
+SELECT collection_id, key, version FROM sequin.tombstones WHERE collection_id = 'ord' ORDER BY key;
+-- A delete needs only the key and the order column: other values are not converted.
+CREATE TABLE ord.typed (id text PRIMARY KEY, n int, v bigint);
+SELECT sequin.create_mapping('ord:typed', 'ord.typed', '{"id": "id", "n": "data.n", "v": "updated_idx"}',
+                             order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('[{"id": "x", "collection_id": "ord:typed", "updated_idx": 1, "data": {"n": 1}},
+                                     {"id": "x", "collection_id": "ord:typed", "updated_idx": 2, "deleted": true, "data": {"n": "junk"}}]');
+SELECT count(*) FROM ord.typed;
+-- Mixed in one call: delete at 2 then re-create at 3 -> the row exists at 3.
+SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.rec('m', 1, 'm1'), ord.rec('m', 2, deleted => true), ord.rec('m', 3, 'm3')));
+SELECT * FROM ord.t WHERE id = 'm';
+-- prune_tombstones removes old tombstones only.
+UPDATE sequin.tombstones SET deleted_at = now() - interval '40 days' WHERE key = '{zz}';
+SELECT sequin.prune_tombstones('30 days');
+SELECT key FROM sequin.tombstones WHERE collection_id = 'ord' ORDER BY key;
+
+-- on_delete = 'ignore' skips deletes; 'upsert' applies them as records (soft delete).
+CREATE TABLE ord.soft (id text PRIMARY KEY, deleted boolean, v bigint);
+SELECT sequin.create_mapping('ord:soft', 'ord.soft', '{"id": "id", "deleted": "deleted", "v": "updated_idx"}',
+                             order_column => 'v', on_delete => 'upsert');
+SELECT * FROM sequin.sequin_upsert('[{"id": "s", "collection_id": "ord:soft", "updated_idx": 1},
+                                     {"id": "s", "collection_id": "ord:soft", "updated_idx": 2, "deleted": true}]');
+SELECT * FROM ord.soft;
+UPDATE sequin.mappings SET on_delete = 'ignore' WHERE collection_id = 'ord:soft';
+SELECT * FROM sequin.sequin_upsert('[{"id": "s", "collection_id": "ord:soft", "updated_idx": 3, "deleted": true}]');
+SELECT * FROM ord.soft;
+
+-- Without an order column: array order, the last record for a key wins.
+CREATE TABLE ord.plain (id text PRIMARY KEY, name text);
+SELECT sequin.create_mapping('ord:plain', 'ord.plain', '{"id": "id", "name": "data.name"}');
+SELECT * FROM sequin.sequin_upsert('[{"id": "p", "collection_id": "ord:plain", "data": {"name": "first"}},
+                                     {"id": "p", "collection_id": "ord:plain", "data": {"name": "second"}},
+                                     {"id": "q", "collection_id": "ord:plain", "data": {"name": "q"}}]');
+SELECT * FROM ord.plain ORDER BY id;
+SELECT * FROM sequin.sequin_upsert('[{"id": "p", "collection_id": "ord:plain", "deleted": true}]');
+SELECT * FROM ord.plain ORDER BY id;
+
+-- Batches larger than sequin.batch_size keep the same semantics across chunks.
+SET sequin.batch_size = 3;
+SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(ord.rec('k' || (i % 4), i, 'n' || i) ORDER BY i DESC)
+                                      FROM generate_series(1, 10) AS i));
+SELECT * FROM ord.t WHERE id LIKE 'k%' ORDER BY id;
+RESET sequin.batch_size;
+
+-- Errors are atomic: nothing of a failing call stays written.
+SELECT try($$SELECT * FROM sequin.sequin_upsert(jsonb_build_array(
+    ord.rec('new1', 1, 'n'), '{"id": "bad", "collection_id": "ord:typed", "updated_idx": 1, "data": {"n": "x"}}'::jsonb))$$);
+SELECT count(*) AS new1_rows FROM ord.t WHERE id = 'new1';
+-- A constraint of the target violated in the write names the record.
+ALTER TABLE ord.t ADD CONSTRAINT name_not_evil CHECK (name IS DISTINCT FROM 'evil');
+SELECT try($$SELECT * FROM sequin.sequin_upsert(jsonb_build_array(
+    ord.rec('w1', 1, 'fine'), ord.rec('w2', 1, 'evil'), ord.rec('w3', 1, 'fine')))$$);
+SELECT count(*) AS w_rows FROM ord.t WHERE id LIKE 'w%';
