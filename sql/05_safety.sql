@@ -1,0 +1,68 @@
+-- Quoting of every identifier, partitioned targets, target changes, caller's rights.
+\set VERBOSITY terse
+CREATE SCHEMA "Odd Schema";
+CREATE TABLE "Odd Schema"."select ""table""" (
+    "Id" text PRIMARY KEY, "user name" text, "order" bigint, "x""y" int);
+SELECT sequin.create_mapping('odd', '"Odd Schema"."select ""table"""',
+    '{"Id": "id", "user name": ["data", "user.name"], "order": "updated_idx", "x\"y": "data.xy"}',
+    order_column => 'order');
+SELECT * FROM sequin.sequin_upsert('[{"id": "A", "collection_id": "odd", "updated_idx": 1,
+    "data": {"user.name": "Robert''); DROP TABLE students;--", "xy": 3}}]');
+SELECT * FROM "Odd Schema"."select ""table""";
+SELECT * FROM sequin.sequin_upsert('{"id": "A", "collection_id": "odd", "updated_idx": 2, "deleted": true}');
+SELECT count(*) FROM "Odd Schema"."select ""table""";
+
+-- Partitioned target: rows are routed to partitions.
+CREATE TABLE public.events (id bigint, kind text, v bigint, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+CREATE TABLE public.events_low PARTITION OF public.events FOR VALUES FROM (0) TO (100);
+CREATE TABLE public.events_high PARTITION OF public.events FOR VALUES FROM (100) TO (MAXVALUE);
+SELECT sequin.create_mapping('events', 'public.events', '{"id": "data.n", "kind": "data.kind", "v": "updated_idx"}',
+                             order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('[{"collection_id": "events", "updated_idx": 1, "data": {"n": 5, "kind": "a"}},
+                                     {"collection_id": "events", "updated_idx": 1, "data": {"n": 500, "kind": "b"}}]');
+SELECT * FROM sequin.sequin_upsert('[{"collection_id": "events", "updated_idx": 2, "data": {"n": 5, "kind": "a2"}},
+                                     {"collection_id": "events", "updated_idx": 0, "data": {"n": 500, "kind": "stale"}}]');
+SELECT tableoid::regclass, * FROM public.events ORDER BY id;
+
+-- Target changes: the cached mapping is rebuilt; a dropped or retyped column is a clear
+-- error, never a write into the wrong column; an added column is harmless.
+CREATE TABLE public.chg (id text PRIMARY KEY, a text, b int, v bigint);
+SELECT sequin.create_mapping('chg', 'public.chg', '{"id": "id", "a": "data.a", "b": "data.b", "v": "updated_idx"}',
+                             order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('{"id": "1", "collection_id": "chg", "updated_idx": 1, "data": {"a": "x", "b": 2}}');
+ALTER TABLE public.chg ADD COLUMN extra text DEFAULT 'dflt';
+SELECT * FROM sequin.sequin_upsert('{"id": "2", "collection_id": "chg", "updated_idx": 1, "data": {"a": "y", "b": 3}}');
+ALTER TABLE public.chg ALTER COLUMN b TYPE numeric;
+SELECT * FROM sequin.sequin_upsert('{"id": "3", "collection_id": "chg", "updated_idx": 1, "data": {"a": "z", "b": 4.5}}');
+ALTER TABLE public.chg DROP COLUMN a;
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "4", "collection_id": "chg", "updated_idx": 1, "data": {"a": "w", "b": 5}}')$$);
+ALTER TABLE public.chg ADD COLUMN a text;
+SELECT * FROM sequin.sequin_upsert('{"id": "4", "collection_id": "chg", "updated_idx": 1, "data": {"a": "w", "b": 5}}');
+SELECT * FROM public.chg ORDER BY id;
+-- A changed mapping is seen at once.
+UPDATE sequin.mappings SET columns = columns - 'b' WHERE collection_id = 'chg';
+SELECT * FROM sequin.sequin_upsert('{"id": "4", "collection_id": "chg", "updated_idx": 2, "data": {"a": "w2", "b": 99}}');
+SELECT * FROM public.chg WHERE id = '4';
+
+-- Caller's rights: privileges and row-level security of the caller apply; the
+-- bookkeeping (tombstones) needs no grant.
+CREATE ROLE sequin_writer;
+CREATE TABLE public.rls (id text PRIMARY KEY, owner text, v bigint);
+ALTER TABLE public.rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON public.rls USING (owner = current_user) WITH CHECK (owner = current_user);
+SELECT sequin.create_mapping('rls', 'public.rls', '{"id": "id", "owner": "data.owner", "v": "updated_idx"}',
+                             order_column => 'v');
+SET ROLE sequin_writer;
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "r1", "collection_id": "rls", "updated_idx": 1, "data": {"owner": "sequin_writer"}}')$$);
+RESET ROLE;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.rls TO sequin_writer;
+SET ROLE sequin_writer;
+SELECT * FROM sequin.sequin_upsert('{"id": "r1", "collection_id": "rls", "updated_idx": 1, "data": {"owner": "sequin_writer"}}');
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "r2", "collection_id": "rls", "updated_idx": 1, "data": {"owner": "someone_else"}}')$$);
+SELECT * FROM sequin.sequin_upsert('{"id": "r1", "collection_id": "rls", "updated_idx": 2, "deleted": true}');
+SELECT try($$SELECT * FROM sequin.tombstones$$);
+SELECT try($$INSERT INTO sequin.mappings (collection_id, target_table, columns) VALUES ('x', 'public.rls', '{"id": "id"}')$$);
+RESET ROLE;
+SELECT key, version FROM sequin.tombstones WHERE collection_id = 'rls';
+DROP TABLE public.rls;
+DROP ROLE sequin_writer;
