@@ -46,12 +46,13 @@ struct SliceResult {
     int64 *failed_ids;
     char **failed_errors;
     int failed_count;
+    MemoryContext context; // outlives the applier's own memory
 };
 
 void collect_failure(void *arg, int64 position, int sqlstate, const char *message) {
     SliceResult *result = static_cast<SliceResult *>(arg);
     result->failed_ids[result->failed_count] = position;
-    result->failed_errors[result->failed_count] = pstrdup(message);
+    result->failed_errors[result->failed_count] = MemoryContextStrdup(result->context, message);
     result->failed_count++;
 }
 
@@ -124,7 +125,7 @@ void settle_slice(Oid owner, const int64 *ids, int n, const SliceResult &result)
         keep_plan(&fail_plan,
                   "UPDATE sequin.staging AS s SET status = 'failed', error = f.error, "
                   "attempts = s.attempts OPERATOR(pg_catalog.+) 1 "
-                  "FROM pg_catalog.unnest($1, $2) AS f(id, error) "
+                  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS f(id, error) "
                   "WHERE s.id OPERATOR(pg_catalog.=) f.id",
                   2, types);
         if (SPI_execute_plan(fail_plan, args, nullptr, false, 0) != SPI_OK_UPDATE)
@@ -140,6 +141,7 @@ void apply_staged_slice(Oid owner, sequin::InputRecord *records, int64 *ids, int
     result.failed_ids = static_cast<int64 *>(palloc(sizeof(int64) * (n ? n : 1)));
     result.failed_errors = static_cast<char **>(palloc(sizeof(char *) * (n ? n : 1)));
     result.failed_count = 0;
+    result.context = CurrentMemoryContext;
     sequin::ApplyCounts counts;
     sequin::apply_records(records, n, sequin::ApplyMode::Isolate, collect_failure, &result,
                           &counts);
@@ -207,8 +209,8 @@ Datum sequin_staging_trigger(PG_FUNCTION_ARGS) {
 
     MemoryContext slice_context =
         AllocSetContextCreate(CurrentMemoryContext, "sequin staging slice", ALLOCSET_DEFAULT_SIZES);
-    MemoryContext old = MemoryContextSwitchTo(slice_context);
     TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+    MemoryContext old = MemoryContextSwitchTo(slice_context);
     Tuplestorestate *rows = td->tg_newtable;
     tuplestore_rescan(rows);
     sequin::ApplyCounts total;
@@ -248,6 +250,7 @@ Datum sequin_staging_trigger(PG_FUNCTION_ARGS) {
     }
     if (is_staging)
         SPI_finish();
+    ExecDropSingleTupleTableSlot(slot);
     MemoryContextSwitchTo(old);
     MemoryContextDelete(slice_context);
     return PointerGetDatum(nullptr);
