@@ -84,9 +84,9 @@ SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(record ORDER BY n) FROM inc
 
 \echo
 \echo '=== 4. Typed rows'
-SELECT upstream_id, name, email, currency, balance, delinquent, crm_account_id, created
+SELECT upstream_id, name, email, currency, balance, delinquent, created
   FROM stripe.customers ORDER BY created;
-SELECT upstream_id, metadata FROM stripe.customers ORDER BY created;
+SELECT upstream_id, crm_account_id, metadata FROM stripe.customers ORDER BY created;
 SELECT upstream_id, customer_id, plan_id, quantity, updated_idx, upstream_created_at
   FROM stripe.subscriptions ORDER BY upstream_created_at;
 
@@ -150,7 +150,9 @@ SELECT count(*) AS subscriptions FROM stripe.subscriptions;
 \echo '=== 5f. Staging: the same two records, inserted into sequin.staging'
 \echo 'The INSERT succeeds; the good record is applied, the bad one stays with its error.'
 INSERT INTO sequin.staging (record) VALUES (:'good_sub'), (:'bad_sub');
+\x on
 SELECT id, status, error, attempts FROM sequin.staging ORDER BY id;
+\x off
 SELECT upstream_id, customer_id, plan_id, quantity
   FROM stripe.subscriptions WHERE customer_id = 'cus_Q5pA1nWiB7fOzR' ORDER BY upstream_id;
 
