@@ -38,3 +38,9 @@ format:
 	clang-format -i src/*.cpp src/*.hpp
 
 .PHONY: format
+
+# The regression suite with every backend under valgrind (slow: minutes).
+valgrind-check:
+	bash test/valgrind/run
+
+.PHONY: valgrind-check

@@ -124,7 +124,8 @@ void append_json_scalar(StringInfo out, JsonbContainer *record, const char *key)
 char *describe_failure(const InputRecord &in, const char *column, const char *reason) {
     StringInfoData out;
     initStringInfo(&out);
-    appendStringInfo(&out, "record %lld (id ", static_cast<long long>(in.position));
+    appendStringInfo(&out, "%s %lld (id ", in.staged ? "staging row" : "record",
+                     static_cast<long long>(in.position));
     append_json_scalar(&out, in.record, "id");
     appendStringInfoString(&out, ", collection_id ");
     append_json_scalar(&out, in.record, "collection_id");
@@ -710,6 +711,7 @@ InputRecord *records_of_argument(Jsonb *records, int *count) {
         InputRecord *one = static_cast<InputRecord *>(palloc(sizeof(InputRecord)));
         one->record = &records->root;
         one->position = 0;
+        one->staged = false;
         *count = 1;
         return one;
     }
@@ -723,6 +725,7 @@ InputRecord *records_of_argument(Jsonb *records, int *count) {
         if (token != WJB_ELEM)
             continue;
         all[i].position = i;
+        all[i].staged = false;
         all[i].record = value.type == jbvBinary ? value.val.binary.data : nullptr;
         i++;
     }

@@ -25,6 +25,7 @@ enum class ApplyMode { Atomic, Isolate };
 struct InputRecord {
     JsonbContainer *record; // a record object, or any JSON value (then it fails cleanly)
     int64 position;         // shown in messages: array index, or staging row id
+    bool staged;            // position is a staging row id ("staging row 7")
 };
 
 // Called in Isolate mode for each failed record; message already names record and column.

@@ -230,6 +230,7 @@ Datum sequin_staging_trigger(PG_FUNCTION_ARGS) {
             Datum record = slot_getattr(slot, record_att, &isnull);
             ids[n] = id_att ? DatumGetInt64(slot_getattr(slot, id_att, &isnull)) : ordinal;
             records[n].position = ids[n];
+            records[n].staged = is_staging;
             records[n].record = isnull ? nullptr : &DatumGetJsonbPCopy(record)->root;
             ordinal++;
             n++;
@@ -311,6 +312,7 @@ Datum sequin_apply_staging(PG_FUNCTION_ARGS) {
             ids[i] = DatumGetInt64(SPI_getbinval(table->vals[i], table->tupdesc, 1, &isnull));
             Datum record = SPI_getbinval(table->vals[i], table->tupdesc, 2, &isnull);
             records[i].position = ids[i];
+            records[i].staged = true;
             records[i].record = isnull ? nullptr : &DatumGetJsonbPCopy(record)->root;
         }
         last_id = ids[n - 1];
