@@ -492,22 +492,37 @@ void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
     write_records(c, kind, subset + n / 2, n - n / 2);
 }
 
+// Rows are written in key order: concurrent calls then lock shared keys in the same order
+// and cannot deadlock on each other.
+int compare_keys(const void *a, const void *b, void *arg) {
+    const Chunk *c = static_cast<const Chunk *>(arg);
+    int ra = *static_cast<const int *>(a), rb = *static_cast<const int *>(b);
+    int common = Min(c->key_len[ra], c->key_len[rb]);
+    int order = memcmp(c->key[ra], c->key[rb], common);
+    return order != 0 ? order : c->key_len[ra] - c->key_len[rb];
+}
+
+void write_records_in_key_order(Chunk *c, WriteKind kind, int *subset, int n) {
+    qsort_arg(subset, n, sizeof(int), compare_keys, c);
+    write_records(c, kind, subset, n);
+}
+
 void write_chunk(Chunk *c, int *subset) {
     int n = 0;
     for (int r = 0; r < c->n; r++) // rows that are not stored yet
         if (c->state[r] == Upsert && !c->exists[r])
             subset[n++] = r;
-    write_records(c, WriteInsert, subset, n);
+    write_records_in_key_order(c, WriteInsert, subset, n);
     n = 0;
     for (int r = 0; r < c->n; r++) // stored rows with an older version
         if (c->state[r] == Upsert && c->exists[r])
             subset[n++] = r;
-    write_records(c, WriteUpdate, subset, n);
+    write_records_in_key_order(c, WriteUpdate, subset, n);
     n = 0;
     for (int r = 0; r < c->n; r++)
         if (c->state[r] == Delete)
             subset[n++] = r;
-    write_records(c, WriteDelete, subset, n);
+    write_records_in_key_order(c, WriteDelete, subset, n);
 }
 
 // Look-ups fail for the whole chunk (say, no SELECT right on the target).
