@@ -9,6 +9,7 @@ OBJS = \
 	src/mapping_cache.o \
 	src/batch_applier.o \
 	src/staging_trigger.o \
+	src/stats.o \
 	src/sql_entry.o
 
 DATA = $(wildcard sql/sequin_upsert--*.sql)

@@ -12,6 +12,7 @@
 #include "batch_applier.hpp"
 #include "json_path.hpp"
 #include "mapping_cache.hpp"
+#include "stats.hpp"
 #include "value_converter.hpp"
 
 extern "C" {
@@ -591,9 +592,9 @@ void fail_input(const InputRecord &in, int sqlstate, const char *reason, ApplyMo
     fail_record(in, nullptr, copy, mode, on_failure, arg, counts);
 }
 
-void apply_group(const Group &g, const InputRecord *records, ApplyMode mode,
-                 FailureCallback on_failure, void *arg, ApplyCounts *counts, Oid owner,
-                 MemoryContext chunk_context) {
+void apply_group_records(const Group &g, const InputRecord *records, ApplyMode mode,
+                         FailureCallback on_failure, void *arg, ApplyCounts *counts, Oid owner,
+                         MemoryContext chunk_context) {
     CompiledMapping *mapping = nullptr;
     if (mode == ApplyMode::Atomic) {
         MemoryContext context = CurrentMemoryContext;
@@ -643,6 +644,18 @@ void apply_group(const Group &g, const InputRecord *records, ApplyMode mode,
         CHECK_FOR_INTERRUPTS();
     }
     sequin_mapping_unpin(mapping);
+}
+
+// Applies one collection's records and adds what happened to its counters.
+void apply_group(const Group &g, const InputRecord *records, ApplyMode mode,
+                 FailureCallback on_failure, void *arg, ApplyCounts *counts, Oid owner,
+                 MemoryContext chunk_context) {
+    ApplyCounts before = *counts;
+    apply_group_records(g, records, mode, on_failure, arg, counts, owner, chunk_context);
+    ApplyCounts delta = {counts->inserted - before.inserted, counts->updated - before.updated,
+                         counts->deleted - before.deleted, counts->skipped - before.skipped,
+                         counts->failed - before.failed};
+    stats_add(g.collection, g.collection_len, delta, owner);
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include "mapping_compiler.hpp"
 #include "pg_boundary.hpp"
 #include "staging_trigger.hpp"
+#include "stats.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -124,6 +125,7 @@ void _PG_init(void) {
                             &sequin_batch_size, 1000, 1, 1000000, PGC_USERSET, 0, nullptr, nullptr,
                             nullptr);
     sequin_define_staging_settings();
+    sequin_define_stats_settings();
     MarkGUCPrefixReserved("sequin");
     sequin::mapping_cache_register_callbacks();
 }

@@ -1,7 +1,7 @@
 -- The SPEC's public interface: names, columns, types and defaults.
 BEGIN;
 CREATE EXTENSION sequin_upsert;
-SELECT plan(22);
+SELECT plan(25);
 SELECT has_schema('sequin');
 SELECT has_table('sequin', 'mappings', 'the mapping catalog exists');
 SELECT columns_are('sequin', 'mappings', ARRAY['collection_id', 'target_table', 'columns',
@@ -26,5 +26,8 @@ SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'sequin_upser
 SELECT results_eq('SELECT * FROM sequin.sequin_upsert(NULL)', $$VALUES (0::bigint, 0::bigint, 0::bigint, 0::bigint)$$,
                   'NULL is an empty batch');
 SELECT is((SELECT prosecdef FROM pg_proc WHERE proname = 'sequin_upsert'), false, 'runs with the caller''s rights');
+SELECT has_view('sequin', 'stats', 'the stats view exists');
+SELECT columns_are('sequin', 'stats', ARRAY['collection_id', 'inserted', 'updated', 'deleted', 'skipped', 'failed', 'last_applied']);
+SELECT has_function('sequin', 'reset_stats', ARRAY['text']);
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,33 @@
+-- sequin.stats: per-collection counts since creation or reset; explain_mapping.
+\set VERBOSITY terse
+SELECT sequin.reset_stats();
+CREATE SCHEMA sts;
+CREATE TABLE sts.t (id text PRIMARY KEY, n int, v bigint);
+SELECT sequin.create_mapping('sts', 'sts.t', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');
+SELECT * FROM sequin.stats WHERE collection_id = 'sts';
+SELECT * FROM sequin.sequin_upsert('[{"id": "a", "collection_id": "sts", "updated_idx": 1},
+                                     {"id": "b", "collection_id": "sts", "updated_idx": 1}]');
+SELECT * FROM sequin.sequin_upsert('[{"id": "a", "collection_id": "sts", "updated_idx": 2},
+                                     {"id": "b", "collection_id": "sts", "updated_idx": 1},
+                                     {"id": "b", "collection_id": "sts", "updated_idx": 3, "deleted": true}]');
+-- A failed call counts nothing (it is rolled back); failed staging rows are counted.
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "c", "collection_id": "sts", "updated_idx": 1, "data": {"n": "x"}}')$$);
+INSERT INTO sequin.staging (record) VALUES ('{"id": "c", "collection_id": "sts", "updated_idx": 1, "data": {"n": "x"}}'),
+                                           ('{"id": "d", "collection_id": "sts.unknown"}');
+SELECT collection_id, inserted, updated, deleted, skipped, failed, last_applied IS NOT NULL AS applied
+  FROM sequin.stats WHERE collection_id LIKE 'sts%' ORDER BY 1;
+DELETE FROM sequin.staging;
+-- Turned off, nothing is counted.
+SET sequin.track_stats = off;
+SELECT * FROM sequin.sequin_upsert('{"id": "e", "collection_id": "sts", "updated_idx": 1}');
+RESET sequin.track_stats;
+SELECT inserted FROM sequin.stats WHERE collection_id = 'sts';
+-- Reset one collection or all.
+SELECT sequin.reset_stats('sts');
+SELECT collection_id, inserted, failed, last_applied FROM sequin.stats WHERE collection_id LIKE 'sts%' ORDER BY 1;
+SELECT sequin.reset_stats();
+SELECT count(*) AS counters_left FROM sequin.stats_counters;
+
+-- explain_mapping shows every statement, who runs it, and its parameters.
+SELECT step, runs_as, sql, parameters FROM sequin.explain_mapping('sts');
+SELECT try($$SELECT * FROM sequin.explain_mapping('sts.unknown')$$);

@@ -1,0 +1,76 @@
+// sequin.stats counters: one row per (collection, backend slot), updated once per
+// collection per call. C-shaped server code.
+#include "stats.hpp"
+
+extern "C" {
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/backendid.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+}
+
+namespace {
+bool track_stats = true;
+SPIPlanPtr add_plan = nullptr;
+} // namespace
+
+void sequin_define_stats_settings(void) {
+    DefineCustomBoolVariable("sequin.track_stats",
+                             "Count applied, skipped and failed records per collection "
+                             "(the sequin.stats view).",
+                             nullptr, &track_stats, true, PGC_USERSET, 0, nullptr, nullptr,
+                             nullptr);
+}
+
+namespace sequin {
+
+void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid owner) {
+    if (!track_stats)
+        return;
+    Oid nsp = get_namespace_oid("sequin", true);
+    if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("stats_counters", nsp)))
+        return; // extension not yet updated to 0.2.0
+    if (!add_plan) {
+        Oid types[8] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, BOOLOID};
+        SPIPlanPtr plan = SPI_prepare(
+            "INSERT INTO sequin.stats_counters AS s (collection_id, backend_slot, inserted, "
+            "updated, deleted, skipped, failed, last_applied) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+            "CASE WHEN $8 THEN pg_catalog.now() END) "
+            "ON CONFLICT (collection_id, backend_slot) DO UPDATE SET "
+            "inserted = s.inserted OPERATOR(pg_catalog.+) EXCLUDED.inserted, "
+            "updated = s.updated OPERATOR(pg_catalog.+) EXCLUDED.updated, "
+            "deleted = s.deleted OPERATOR(pg_catalog.+) EXCLUDED.deleted, "
+            "skipped = s.skipped OPERATOR(pg_catalog.+) EXCLUDED.skipped, "
+            "failed = s.failed OPERATOR(pg_catalog.+) EXCLUDED.failed, "
+            "last_applied = COALESCE(EXCLUDED.last_applied, s.last_applied)",
+            8, types);
+        if (!plan)
+            elog(ERROR, "could not prepare the stats update: %s",
+                 SPI_result_code_string(SPI_result));
+        SPI_keepplan(plan);
+        add_plan = plan;
+    }
+    bool applied = delta.inserted + delta.updated + delta.deleted > 0;
+    Datum args[8] = {PointerGetDatum(cstring_to_text_with_len(collection, length)),
+                     Int32GetDatum(MyBackendId),
+                     Int64GetDatum(delta.inserted),
+                     Int64GetDatum(delta.updated),
+                     Int64GetDatum(delta.deleted),
+                     Int64GetDatum(delta.skipped),
+                     Int64GetDatum(delta.failed),
+                     BoolGetDatum(applied)};
+    Oid saved_user;
+    int saved_security;
+    GetUserIdAndSecContext(&saved_user, &saved_security);
+    SetUserIdAndSecContext(owner, saved_security | SECURITY_LOCAL_USERID_CHANGE);
+    int rc = SPI_execute_plan(add_plan, args, nullptr, false, 0);
+    SetUserIdAndSecContext(saved_user, saved_security);
+    if (rc != SPI_OK_INSERT)
+        elog(ERROR, "could not update sequin.stats_counters: %s", SPI_result_code_string(rc));
+}
+
+} // namespace sequin
