@@ -67,7 +67,8 @@ MappingRow read_mapping_row(const std::string &collection_id) {
     static const char *sql =
         "SELECT pg_catalog.json_build_array(m.target_table::pg_catalog.oid::pg_catalog.int8, m.columns, "
         "m.conflict_columns, m.keep_on_conflict, m.order_column, m.on_delete, m.required)"
-        "::pg_catalog.text FROM sequin.mappings AS m WHERE m.collection_id = $1";
+        "::pg_catalog.text FROM sequin.mappings AS m "
+        "WHERE m.collection_id OPERATOR(pg_catalog.=) $1";
     char *text = pg_guard([&]() -> char * {
         if (!read_plan) {
             Oid arg_type = TEXTOID;
