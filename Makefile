@@ -5,6 +5,7 @@ OBJS = \
 	src/pg_boundary.o \
 	src/json_path.o \
 	src/value_converter.o \
+	src/mapping_source.o \
 	src/mapping_compiler.o \
 	src/mapping_cache.o \
 	src/batch_applier.o \

@@ -1,6 +1,7 @@
 // The mapping compiler: validation of a sequin.mappings row against its target table, and
 // generation of the set-based statements the applier runs for it.
 #include "mapping_compiler.hpp"
+#include "mapping_source.hpp"
 #include "pg_boundary.hpp"
 
 extern "C" {
@@ -20,7 +21,6 @@ extern "C" {
 }
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <set>
 
 namespace sequin {
@@ -139,47 +139,6 @@ TargetTable describe_target(Oid relid) {
         table.unique_indexes.push_back(index);
     }
     return table;
-}
-
-// A source: "a.b.0.c", ["a", "b.c"], or "$now".
-void parse_source(const std::string &collection, const std::string &column,
-                  const nlohmann::json &source, MappedColumn &out) {
-    auto fail_source = [&](const std::string &what) {
-        fail(ERRCODE_INVALID_PARAMETER_VALUE,
-             "mapping \"" + collection + "\": source of column \"" + column + "\" " + what);
-    };
-    if (source.is_string()) {
-        std::string text = source.get<std::string>();
-        if (text == "$now") {
-            out.is_now = true;
-            return;
-        }
-        size_t start = 0;
-        while (true) {
-            size_t dot = text.find('.', start);
-            out.path_keys.push_back(text.substr(start, dot - start));
-            if (dot == std::string::npos)
-                break;
-            start = dot + 1;
-        }
-    } else if (source.is_array() && !source.empty()) {
-        for (const auto &key : source) {
-            if (!key.is_string())
-                fail_source("must be an array of strings, not " + source.dump());
-            out.path_keys.push_back(key.get<std::string>());
-        }
-    } else {
-        fail_source("must be a path string, an array of keys or \"$now\", not " + source.dump());
-    }
-    for (const auto &key : out.path_keys)
-        if (key.empty())
-            fail_source("has an empty key: " + source.dump());
-    for (const auto &key : out.path_keys) {
-        bool digits = key.size() <= 9 && std::all_of(key.begin(), key.end(), ::isdigit);
-        out.path_steps.push_back(
-            {key.c_str(), static_cast<int>(key.size()), digits ? std::stoi(key) : -1});
-    }
-    out.path = {static_cast<int>(out.path_steps.size()), out.path_steps.data()};
 }
 
 std::string type_sql(Oid type_oid) {
@@ -466,17 +425,18 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
                       "target " + table.display_name + " is not a table");
 
-    nlohmann::json columns = nlohmann::json::parse(row.columns_json);
-    if (!columns.is_object() || columns.empty())
-        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
-                      "columns must be a non-empty JSON object of target column -> source");
+    std::vector<std::pair<std::string, Source>> sources;
+    try {
+        sources = parse_columns(row.columns_json);
+    } catch (const SourceError &e) {
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE, e.what());
+    }
 
     m->context = pg_guard([&] {
         return AllocSetContextCreate(CacheMemoryContext, "sequin mapping", ALLOCSET_SMALL_SIZES);
     });
-    m->columns.reserve(columns.size()); // path_steps point into path_keys: no reallocation
-    for (auto it = columns.begin(); it != columns.end(); ++it) {
-        const std::string &name = it.key();
+    m->columns.reserve(sources.size()); // path_steps point into path_keys: no reallocation
+    for (auto &[name, source] : sources) {
         auto target = std::find_if(table.columns.begin(), table.columns.end(),
                                    [&](const TargetColumn &c) { return c.name == name; });
         if (target == table.columns.end())
@@ -490,7 +450,12 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         MappedColumn &c = m->columns.back();
         c.name = name;
         c.attnum = target->attnum;
-        parse_source(collection, name, it.value(), c);
+        c.is_now = source.is_now;
+        c.path_keys = std::move(source.keys);
+        for (size_t k = 0; k < c.path_keys.size(); k++)
+            c.path_steps.push_back({c.path_keys[k].c_str(), static_cast<int>(c.path_keys[k].size()),
+                                    source.array_indexes[k]});
+        c.path = {static_cast<int>(c.path_steps.size()), c.path_steps.data()};
         c.type = pg_guard([&] {
             auto *vt = static_cast<ValueType *>(MemoryContextAlloc(m->context, sizeof(ValueType)));
             value_type_init(vt, target->type_oid, target->typmod, m->context);
