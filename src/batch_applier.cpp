@@ -437,6 +437,10 @@ void skip_tombstoned(Chunk *c, int *subset) {
     if (n == 0)
         return;
     Params p;
+    p.count = 0;
+    add_param(&p, CStringGetTextDatum(c->m->row.collection_id.c_str()));
+    if (run_statement(c->m->tomb_any, &p, true, c->owner) == 0)
+        return; // nothing of this collection was ever deleted: one probe instead of n
     key_params(c, &p, subset, n, true, true, true);
     run_statement(c->m->tomb_lookup, &p, true, c->owner);
     for (uint64 row = 0; row < SPI_processed; row++) {

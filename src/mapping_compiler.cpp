@@ -181,6 +181,7 @@ class StatementBuilder {
         build_lookup();
         build_remove();
         if (m_.order_column >= 0) {
+            build_tomb_any();
             build_tomb_lookup();
             build_tomb_upsert();
         }
@@ -338,6 +339,13 @@ class StatementBuilder {
             s.sql += " AND " + order_guard("t." + quote_ident(order().name), typed(order(), "u.v"));
     }
 
+    void build_tomb_any() {
+        PreparedStatement &s = m_.tomb_any;
+        add_param(s, TEXTOID, "collection_id text");
+        s.sql = "SELECT 1 FROM sequin.tombstones AS tb WHERE tb.collection_id "
+                "OPERATOR(pg_catalog.=) $1 LIMIT 1";
+    }
+
     void build_tomb_lookup() {
         PreparedStatement &s = m_.tomb_lookup;
         std::string aliases;
@@ -392,7 +400,7 @@ std::string join_names(const std::vector<std::string> &names) {
 
 CompiledMapping::~CompiledMapping() {
     // Only freeing: neither call raises.
-    for (PreparedStatement *s : {&lookup, &upsert, &remove, &tomb_lookup, &tomb_upsert})
+    for (PreparedStatement *s : {&lookup, &upsert, &remove, &tomb_any, &tomb_lookup, &tomb_upsert})
         if (s->plan)
             SPI_freeplan(s->plan);
     if (context)
@@ -577,7 +585,8 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         StatementBuilder(*m).build();
         if (prepare_statements)
             for (PreparedStatement *s :
-                 {&m->lookup, &m->upsert, &m->remove, &m->tomb_lookup, &m->tomb_upsert})
+                 {&m->lookup, &m->upsert, &m->remove, &m->tomb_any, &m->tomb_lookup,
+                  &m->tomb_upsert})
                 prepare(*s);
     }
     return m;

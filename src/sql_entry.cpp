@@ -191,6 +191,7 @@ Datum sequin_explain_mapping(PG_FUNCTION_ARGS) {
     };
     const Step steps[] = {
         {"lookup: stored versions of the batch's keys", "caller", &m->lookup},
+        {"tombstone check: any deletes in this collection at all", "extension owner", &m->tomb_any},
         {"tombstone lookup: keys deleted at a newer version", "extension owner", &m->tomb_lookup},
         {"insert or update (inserts and updates run separately)", "caller", &m->upsert},
         {"delete", "caller", &m->remove},
