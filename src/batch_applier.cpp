@@ -62,6 +62,7 @@ struct Chunk {
     uint32 *key_hash;
     char **key;
     int *key_len;
+    StringInfoData key_scratch; // builds one record's key at a time
     int next;               // conversion progress (survives a longjmp: lives in memory)
     const char *column;     // column being converted, for messages
     Oid owner;              // extension owner, for bookkeeping statements
@@ -179,7 +180,24 @@ void append_key_part(StringInfo key, const ValueType *vt, Datum value) {
     appendBinaryStringInfo(key, bytes, length);
 }
 
-void convert_record(Chunk *c, int r) {
+// Converts column i of record r (values and nulls already point at the record's row).
+void convert_column(Chunk *c, const InputRecord &in, int i, Datum *values, bool *nulls) {
+    MappedColumn &col = c->m->columns[i];
+    JsonbValue value;
+    c->column = col.name.c_str();
+    if (!json_path_find(in.record, col.path, &value) || value.type == jbvNull) {
+        if (col.required)
+            ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                            errmsg("required value is missing (source path has no value)")));
+        value_check_null(col.type);
+        return;
+    }
+    values[i] = value_convert(col.type, &value);
+    nulls[i] = false;
+}
+
+// Phase 1: what the record is (upsert or delete) and its identity: key and version.
+void convert_identity(Chunk *c, int r) {
     CompiledMapping *m = c->m;
     const InputRecord &in = c->inputs[c->members[r]];
     Datum *values = c->values + static_cast<size_t>(r) * c->ncols;
@@ -205,42 +223,53 @@ void convert_record(Chunk *c, int r) {
         is_delete = false;
 
     for (int i = 0; i < c->ncols; i++) {
-        MappedColumn &col = m->columns[i];
         nulls[i] = true;
         values[i] = (Datum)0;
-        if (col.is_now || (is_delete && !col.is_key && !col.is_order))
-            continue;
-        c->column = col.name.c_str();
-        if (!json_path_find(in.record, col.path, &value) || value.type == jbvNull) {
-            if (col.required)
-                ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
-                                errmsg("required value is missing (source path has no value)")));
-            value_check_null(col.type);
-            continue;
-        }
-        values[i] = value_convert(col.type, &value);
-        nulls[i] = false;
+        if (m->columns[i].is_key || m->columns[i].is_order)
+            convert_column(c, in, i, values, nulls);
     }
     c->column = nullptr;
 
-    StringInfoData key;
-    initStringInfo(&key);
+    StringInfo key = &c->key_scratch;
+    resetStringInfo(key);
     for (int k : m->key_columns)
-        append_key_part(&key, m->columns[k].type, values[k]);
-    c->key[r] = key.data;
-    c->key_len[r] = key.len;
-    c->key_hash[r] = hash_bytes(reinterpret_cast<const unsigned char *>(key.data), key.len);
+        append_key_part(key, m->columns[k].type, values[k]);
+    c->key[r] = static_cast<char *>(palloc(key->len));
+    memcpy(c->key[r], key->data, key->len);
+    c->key_len[r] = key->len;
+    c->key_hash[r] = hash_bytes(reinterpret_cast<const unsigned char *>(key->data), key->len);
     c->state[r] = is_delete ? Delete : Upsert;
 }
 
-void convert_chunk(Chunk *c) {
+// Phase 2, only for records that will be written: the other mapped values. (A stale
+// record is skipped without converting them: a replay converts keys and versions only.)
+void convert_values(Chunk *c, int r) {
+    if (c->state[r] != Upsert)
+        return;
+    const InputRecord &in = c->inputs[c->members[r]];
+    Datum *values = c->values + static_cast<size_t>(r) * c->ncols;
+    bool *nulls = c->nulls + static_cast<size_t>(r) * c->ncols;
+    for (int i = 0; i < c->ncols; i++) {
+        const MappedColumn &col = c->m->columns[i];
+        if (!col.is_now && !col.is_key && !col.is_order)
+            convert_column(c, in, i, values, nulls);
+    }
+    c->column = nullptr;
+}
+
+typedef void (*RecordStep)(Chunk *c, int r);
+
+// Runs step over every record of the chunk. A failing record: Atomic raises its error;
+// Isolate rolls back the step's subtransaction (a domain's CHECK may have run any SQL),
+// reports the record, and resumes after it.
+void convert_chunk(Chunk *c, RecordStep step) {
     c->next = 0;
     if (c->mode == ApplyMode::Atomic) {
         MemoryContext context = CurrentMemoryContext;
         PG_TRY();
         {
             for (; c->next < c->n; c->next++)
-                convert_record(c, c->next);
+                step(c, c->next);
         }
         PG_CATCH();
         {
@@ -252,12 +281,10 @@ void convert_chunk(Chunk *c) {
         PG_END_TRY();
         return;
     }
-    // Isolate: a failed record rolls back its conversion's subtransaction (a domain's CHECK
-    // may have run any SQL), is reported, and conversion resumes after it.
     while (c->next < c->n) {
-        ErrorData *error = try_in_subtransaction([c] {
+        ErrorData *error = try_in_subtransaction([c, step] {
             for (; c->next < c->n; c->next++)
-                convert_record(c, c->next);
+                step(c, c->next);
         });
         if (error) {
             fail_chunk_record(c, c->next, c->column, error);
@@ -558,10 +585,12 @@ void apply_chunk(Chunk *c) {
     c->key = static_cast<char **>(palloc0(sizeof(char *) * c->n));
     c->key_len = static_cast<int *>(palloc0(sizeof(int) * c->n));
     int *subset = static_cast<int *>(palloc(sizeof(int) * c->n));
+    initStringInfo(&c->key_scratch);
 
-    convert_chunk(c);
+    convert_chunk(c, convert_identity);
     keep_newest_per_key(c);
     run_lookups(c, subset);
+    convert_chunk(c, convert_values);
     write_chunk(c, subset);
 }
 
