@@ -85,6 +85,21 @@ SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(ord.rec('k' || (i % 4), i, 
 SELECT * FROM ord.t WHERE id LIKE 'k%' ORDER BY id;
 RESET sequin.batch_size;
 
+-- After a chunk of new keys the next chunk inserts first (INSERT ... ON CONFLICT DO NOTHING)
+-- and looks up only the keys that turned out to exist: same results, same counts.
+CREATE TABLE ord.chunks (id text PRIMARY KEY, name text, v bigint);
+SELECT sequin.create_mapping('ord:chunks', 'ord.chunks', '{"id": "id", "name": "data.name", "v": "updated_idx"}',
+                             order_column => 'v');
+SET sequin.batch_size = 4;
+SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', id, 'collection_id', 'ord:chunks',
+        'updated_idx', v, 'data', jsonb_build_object('name', id || '@' || v)) ORDER BY n)
+    FROM (VALUES (1, 'k1', 1), (2, 'k2', 1), (3, 'k3', 1), (4, 'k4', 1),      -- new keys
+                 (5, 'n1', 1), (6, 'n2', 1), (7, 'k1', 5), (8, 'k2', 0),      -- 2 new, 1 newer, 1 stale
+                 (9, 'k3', 9), (10, 'k4', 1), (11, 'n1', 0), (12, 'z1', 1))   -- 1 newer, 1 equal, 1 stale, 1 new
+         AS r(n, id, v)));
+SELECT * FROM ord.chunks ORDER BY id;
+RESET sequin.batch_size;
+
 -- Errors are atomic: nothing of a failing call stays written.
 SELECT try($$SELECT * FROM sequin.sequin_upsert(jsonb_build_array(
     ord.rec('new1', 1, 'n'), '{"id": "bad", "collection_id": "ord:typed", "updated_idx": 1, "data": {"n": "x"}}'::jsonb))$$);

@@ -69,7 +69,7 @@ struct Chunk {
 };
 
 // Kinds of write, each one prepared statement (deletes also write tombstones).
-enum WriteKind { WriteInsert, WriteUpdate, WriteDelete };
+enum WriteKind { WriteInsert, WriteUpdate, WriteDelete, WriteInsertNew };
 
 bool is_transaction_level_error(int sqlstate) {
     // Serialization failures, deadlocks, cancels, out of memory: not a record's fault.
@@ -422,6 +422,7 @@ uint64 run_statement(const PreparedStatement &s, Params *p, bool as_owner, Oid o
 // ---- 3./4. look-ups -------------------------------------------------------------------
 
 int pending_records(Chunk *c, int *subset, bool (*wanted)(Chunk *, int)) {
+    // (declared before the filters that callers pass)
     int n = 0;
     for (int r = 0; r < c->n; r++)
         if (wanted(c, r))
@@ -430,10 +431,14 @@ int pending_records(Chunk *c, int *subset, bool (*wanted)(Chunk *, int)) {
 }
 
 bool is_pending(Chunk *c, int r) { return c->state[r] == Upsert || c->state[r] == Delete; }
+bool is_upsert(Chunk *c, int r) { return c->state[r] == Upsert; }
+bool is_delete(Chunk *c, int r) { return c->state[r] == Delete; }
 bool is_new_upsert(Chunk *c, int r) { return c->state[r] == Upsert && !c->exists[r]; }
+typedef bool (*RecordFilter)(Chunk *c, int r);
 
-void lookup_stored_versions(Chunk *c, int *subset) {
-    int n = pending_records(c, subset, is_pending);
+// Marks which of the wanted records' keys are stored, and skips those that are stale.
+void lookup_stored_versions(Chunk *c, int *subset, RecordFilter wanted) {
+    int n = pending_records(c, subset, wanted);
     if (n == 0)
         return;
     Params p;
@@ -457,17 +462,21 @@ void lookup_stored_versions(Chunk *c, int *subset) {
     }
 }
 
-void skip_tombstoned(Chunk *c, int *subset) {
+// Has anything of this collection ever been deleted? One probe instead of one per key.
+bool collection_has_tombstones(Chunk *c) {
     if (c->m->order_column < 0)
-        return;
-    int n = pending_records(c, subset, is_new_upsert);
-    if (n == 0)
-        return;
+        return false;
     Params p;
     p.count = 0;
     add_param(&p, CStringGetTextDatum(c->m->row.collection_id.c_str()));
-    if (run_statement(c->m->tomb_any, &p, true, c->owner) == 0)
-        return; // nothing of this collection was ever deleted: one probe instead of n
+    return run_statement(c->m->tomb_any, &p, true, c->owner) > 0;
+}
+
+void skip_tombstoned(Chunk *c, int *subset) {
+    int n = pending_records(c, subset, is_new_upsert);
+    if (n == 0 || !collection_has_tombstones(c))
+        return;
+    Params p;
     key_params(c, &p, subset, n, true, true, true);
     run_statement(c->m->tomb_lookup, &p, true, c->owner);
     for (uint64 row = 0; row < SPI_processed; row++) {
@@ -484,8 +493,12 @@ void skip_tombstoned(Chunk *c, int *subset) {
 
 // ---- 5. writes ------------------------------------------------------------------------
 
-uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
+// Runs one write for the records in subset; returns the rows it wrote. An update whose row
+// vanished since the look-up (a concurrent delete) falls back to the upsert, which inserts
+// it again: those rows are returned in *reinserted.
+uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n, uint64 *reinserted) {
     Params p;
+    *reinserted = 0;
     if (kind == WriteDelete) {
         key_params(c, &p, subset, n, false, c->m->order_column >= 0, false);
         uint64 deleted = run_statement(c->m->remove, &p, false, c->owner);
@@ -499,20 +512,42 @@ uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
     for (int i = 0; i < c->ncols; i++)
         if (!c->m->columns[i].is_now)
             add_param(&p, column_array(c, i, subset, n));
+    if (kind == WriteInsertNew)
+        return run_statement(c->m->insert_new, &p, false, c->owner);
+    if (kind == WriteUpdate && c->m->order_column >= 0) {
+        uint64 updated = run_statement(c->m->update, &p, false, c->owner);
+        if (updated < static_cast<uint64>(n)) // rows just updated are equal now: guard skips them
+            *reinserted = run_statement(c->m->upsert, &p, false, c->owner);
+        return updated;
+    }
     return run_statement(c->m->upsert, &p, false, c->owner);
 }
 
+// Writes in a subtransaction; a failing write is split in halves down to the bad record.
 void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
     if (n == 0)
         return;
-    uint64 written = 0;
-    ErrorData *error = try_in_subtransaction([&] { written = execute_write(c, kind, subset, n); });
+    uint64 written = 0, reinserted = 0;
+    ErrorData *error = try_in_subtransaction(
+        [&] { written = execute_write(c, kind, subset, n, &reinserted); });
     if (!error) {
-        int64 *counter = kind == WriteInsert   ? &c->counts->inserted
-                         : kind == WriteUpdate ? &c->counts->updated
-                                               : &c->counts->deleted;
-        *counter += written;
-        c->counts->skipped += n - static_cast<int64>(written);
+        ApplyCounts *counts = c->counts;
+        switch (kind) {
+        case WriteInsertNew: // the caller accounts for the keys that were not new
+            counts->inserted += written;
+            return;
+        case WriteInsert:
+            counts->inserted += written;
+            break;
+        case WriteUpdate:
+            counts->updated += written;
+            counts->inserted += reinserted;
+            break;
+        case WriteDelete:
+            counts->deleted += written;
+            break;
+        }
+        counts->skipped += n - static_cast<int64>(written + reinserted);
         return;
     }
     if (n == 1) {
@@ -557,21 +592,60 @@ void write_chunk(Chunk *c, int *subset) {
     write_records_in_key_order(c, WriteDelete, subset, n);
 }
 
-// Look-ups fail for the whole chunk (say, no SELECT right on the target).
-void run_lookups(Chunk *c, int *subset) {
+// Runs look-ups; they fail for the whole chunk (say, no SELECT right on the target).
+template <typename Fn> void run_lookups(Chunk *c, Fn &&lookups) {
     if (c->mode == ApplyMode::Atomic) {
-        lookup_stored_versions(c, subset);
-        skip_tombstoned(c, subset);
+        lookups();
         return;
     }
-    ErrorData *error = try_in_subtransaction([&] {
-        lookup_stored_versions(c, subset);
-        skip_tombstoned(c, subset);
-    });
+    ErrorData *error = try_in_subtransaction(lookups);
     if (error)
         for (int r = 0; r < c->n; r++)
             if (c->state[r] != Done)
                 fail_chunk_record(c, r, nullptr, error);
+}
+
+// Look-up first: skip stale records without writing, then insert, update and delete.
+void apply_looking_up_first(Chunk *c, int *subset) {
+    bool *was_upsert = static_cast<bool *>(palloc(c->n));
+    int upserts = 0;
+    for (int r = 0; r < c->n; r++)
+        upserts += was_upsert[r] = c->state[r] == Upsert;
+    run_lookups(c, [&] {
+        lookup_stored_versions(c, subset, is_pending);
+        skip_tombstoned(c, subset);
+    });
+    int existing = 0;
+    for (int r = 0; r < c->n; r++)
+        existing += was_upsert[r] && c->exists[r];
+    convert_chunk(c, convert_values);
+    write_chunk(c, subset);
+    // Mostly new keys (a fresh load): the next chunk inserts first.
+    c->m->expect_new_keys = upserts > 0 && existing * 20 <= upserts;
+}
+
+// Insert first: INSERT ... ON CONFLICT DO NOTHING for every upsert, then look up only if
+// some keys turned out to exist. Used while chunks carry new keys (and the collection has
+// no tombstones to respect), it saves a fresh load the look-up.
+void apply_inserting_first(Chunk *c, int *subset) {
+    run_lookups(c, [&] { lookup_stored_versions(c, subset, is_delete); });
+    convert_chunk(c, convert_values);
+    int upserts = pending_records(c, subset, is_upsert);
+    int64 inserted_before = c->counts->inserted;
+    write_records_in_key_order(c, WriteInsertNew, subset, upserts);
+    int64 inserted = c->counts->inserted - inserted_before;
+    int remaining = pending_records(c, subset, is_upsert); // inserted or already stored
+    if (inserted < remaining) {
+        int64 skipped_before = c->counts->skipped;
+        run_lookups(c, [&] { lookup_stored_versions(c, subset, is_upsert); });
+        // The rows just inserted were found with their own version and marked skipped.
+        c->counts->skipped = skipped_before + (c->counts->skipped - skipped_before - inserted);
+    } else {
+        for (int i = 0; i < remaining; i++)
+            c->state[subset[i]] = Done;
+    }
+    write_chunk(c, subset);
+    c->m->expect_new_keys = remaining > 0 && inserted * 2 >= remaining;
 }
 
 void apply_chunk(Chunk *c) {
@@ -589,9 +663,16 @@ void apply_chunk(Chunk *c) {
 
     convert_chunk(c, convert_identity);
     keep_newest_per_key(c);
-    run_lookups(c, subset);
-    convert_chunk(c, convert_values);
-    write_chunk(c, subset);
+    bool insert_first = c->m->expect_new_keys && c->m->order_column >= 0;
+    if (insert_first) {
+        bool has_tombstones = false;
+        run_lookups(c, [&] { has_tombstones = collection_has_tombstones(c); });
+        insert_first = !has_tombstones;
+    }
+    if (insert_first)
+        apply_inserting_first(c, subset);
+    else
+        apply_looking_up_first(c, subset);
 }
 
 Oid extension_owner() {

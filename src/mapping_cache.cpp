@@ -125,6 +125,7 @@ CompiledMapping *mapping_for(const std::string &collection_id) {
     }
     MappingRow row = read_mapping_row(collection_id);
     std::unique_ptr<CompiledMapping> compiled = compile_mapping(row, false, true);
+    pg_guard([&] { elog(DEBUG1, "sequin_upsert: compiled mapping \"%s\"", collection_id.c_str()); });
     CompiledMapping *result = compiled.get();
     cache[collection_id] = std::move(compiled);
     return result;

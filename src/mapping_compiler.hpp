@@ -71,10 +71,16 @@ struct CompiledMapping {
     // The applier's statements (see mapping_compiler.cpp for their shapes).
     PreparedStatement lookup;      // stored versions of a batch's keys (caller's rights)
     PreparedStatement upsert;      // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
+    PreparedStatement insert_new;  // INSERT ... ON CONFLICT DO NOTHING, keys believed new
+    PreparedStatement update;      // UPDATE ... FROM unnest, rows known to exist
     PreparedStatement remove;      // DELETE ... USING unnest (caller's rights)
     PreparedStatement tomb_any;    // does the collection have tombstones at all (extension owner)
     PreparedStatement tomb_lookup; // tombstones newer than a batch (extension owner)
     PreparedStatement tomb_upsert; // record tombstones (extension owner)
+
+    // Insert-first: after a chunk of mostly new keys, the next chunk tries INSERT ... DO
+    // NOTHING before looking anything up (a fresh load then skips the look-up).
+    bool expect_new_keys = false;
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches
     bool stale = false;

@@ -193,7 +193,9 @@ Datum sequin_explain_mapping(PG_FUNCTION_ARGS) {
         {"lookup: stored versions of the batch's keys", "caller", &m->lookup},
         {"tombstone check: any deletes in this collection at all", "extension owner", &m->tomb_any},
         {"tombstone lookup: keys deleted at a newer version", "extension owner", &m->tomb_lookup},
-        {"insert or update (inserts and updates run separately)", "caller", &m->upsert},
+        {"insert or update: keys not found by the look-up", "caller", &m->upsert},
+        {"update: keys found with an older version", "caller", &m->update},
+        {"insert first: when recent chunks had only new keys", "caller", &m->insert_new},
         {"delete", "caller", &m->remove},
         {"tombstones for deletes", "extension owner", &m->tomb_upsert},
     };
