@@ -10,6 +10,7 @@ OBJS = \
 	src/mapping_cache.o \
 	src/batch_applier.o \
 	src/staging_trigger.o \
+	src/staging_capture.o \
 	src/stats.o \
 	src/sql_entry.o
 

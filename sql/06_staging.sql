@@ -1,4 +1,4 @@
--- Staging: rows inserted into sequin.staging are applied by the statement trigger; a
+-- Staging: records inserted into sequin.staging are applied by the inserting statement; a
 -- failing record stays with its error, the others apply, and nothing is lost.
 \set VERBOSITY terse
 CREATE SCHEMA stg;

@@ -1,4 +1,5 @@
--- sequin_upsert 0.1.0 -> 0.2.0: per-collection statistics.
+-- sequin_upsert 0.1.0 -> 0.2.0: per-collection statistics; staging stores only the
+-- records that fail.
 \echo Use "ALTER EXTENSION sequin_upsert UPDATE TO '0.2.0'" to load this file. \quit
 
 -- One row per collection and backend slot: each backend adds to its own rows, so
@@ -36,3 +37,18 @@ AS $$
     DELETE FROM sequin.stats_counters AS c WHERE $1 IS NULL OR c.collection_id = $1
 $$;
 REVOKE ALL ON FUNCTION sequin.reset_stats(text) FROM PUBLIC;
+
+-- Immediate mode captures records in a BEFORE row trigger and applies them at the end of
+-- the statement (and every 10,000 records): a record that applies is never written to
+-- sequin.staging; one that fails is stored as 'failed' with its error.
+CREATE FUNCTION sequin._staging_capture() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sequin_staging_capture' LANGUAGE C;
+CREATE FUNCTION sequin._staging_flush() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'sequin_staging_flush' LANGUAGE C;
+DROP TRIGGER apply_records ON sequin.staging;
+CREATE TRIGGER capture_records BEFORE INSERT ON sequin.staging
+    FOR EACH ROW EXECUTE FUNCTION sequin._staging_capture();
+CREATE TRIGGER apply_records AFTER INSERT ON sequin.staging
+    FOR EACH STATEMENT EXECUTE FUNCTION sequin._staging_flush();
+-- apply_staging() reads the queue in id order: the primary key serves it.
+DROP INDEX sequin.staging_waiting;

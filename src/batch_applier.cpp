@@ -126,8 +126,7 @@ void append_json_scalar(StringInfo out, JsonbContainer *record, const char *key)
 char *describe_failure(const InputRecord &in, const char *column, const char *reason) {
     StringInfoData out;
     initStringInfo(&out);
-    appendStringInfo(&out, "%s %lld (id ", in.staged ? "staging row" : "record",
-                     static_cast<long long>(in.position));
+    appendStringInfo(&out, "%s %lld (id ", in.label, static_cast<long long>(in.position));
     append_json_scalar(&out, in.record, "id");
     appendStringInfoString(&out, ", collection_id ");
     append_json_scalar(&out, in.record, "collection_id");
@@ -853,7 +852,7 @@ InputRecord *records_of_argument(Jsonb *records, int *count) {
         InputRecord *one = static_cast<InputRecord *>(palloc(sizeof(InputRecord)));
         one->record = &records->root;
         one->position = 0;
-        one->staged = false;
+        one->label = "record";
         *count = 1;
         return one;
     }
@@ -867,7 +866,7 @@ InputRecord *records_of_argument(Jsonb *records, int *count) {
         if (token != WJB_ELEM)
             continue;
         all[i].position = i;
-        all[i].staged = false;
+        all[i].label = "record";
         all[i].record = value.type == jbvBinary ? value.val.binary.data : nullptr;
         i++;
     }

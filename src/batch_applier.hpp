@@ -24,8 +24,8 @@ enum class ApplyMode { Atomic, Isolate };
 
 struct InputRecord {
     JsonbContainer *record; // a record object, or any JSON value (then it fails cleanly)
-    int64 position;         // shown in messages: array index, or staging row id
-    bool staged;            // position is a staging row id ("staging row 7")
+    int64 position;         // shown in messages after label: "record 3", "staging row 7"
+    const char *label;      // what position counts
 };
 
 // Called in Isolate mode for each failed record; message already names record and column.

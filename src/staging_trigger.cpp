@@ -179,6 +179,10 @@ int attribute_number(TupleDesc desc, const char *name, Oid type, bool required) 
 
 } // namespace
 
+bool sequin_apply_mode_is_deferred(void) { return apply_mode == ApplyDeferred; }
+
+Oid sequin_staging_owner(void) { return staging_owner(staging_oid()); }
+
 void sequin_define_staging_settings(void) {
     DefineCustomEnumVariable("sequin.apply_mode",
                              "immediate: rows inserted into sequin.staging are applied by the "
@@ -230,7 +234,7 @@ Datum sequin_staging_trigger(PG_FUNCTION_ARGS) {
             Datum record = slot_getattr(slot, record_att, &isnull);
             ids[n] = id_att ? DatumGetInt64(slot_getattr(slot, id_att, &isnull)) : ordinal;
             records[n].position = ids[n];
-            records[n].staged = is_staging;
+            records[n].label = is_staging ? "staging row" : "record";
             records[n].record = isnull ? nullptr : &DatumGetJsonbPCopy(record)->root;
             ordinal++;
             n++;
@@ -312,7 +316,7 @@ Datum sequin_apply_staging(PG_FUNCTION_ARGS) {
             ids[i] = DatumGetInt64(SPI_getbinval(table->vals[i], table->tupdesc, 1, &isnull));
             Datum record = SPI_getbinval(table->vals[i], table->tupdesc, 2, &isnull);
             records[i].position = ids[i];
-            records[i].staged = true;
+            records[i].label = "staging row";
             records[i].record = isnull ? nullptr : &DatumGetJsonbPCopy(record)->root;
         }
         last_id = ids[n - 1];

@@ -3,6 +3,14 @@
 #pragma once
 
 extern "C" {
+#include "postgres.h"
+}
+
+extern "C" {
 // Defines sequin.apply_mode; called from _PG_init.
 void sequin_define_staging_settings(void);
+// sequin.apply_mode = deferred: staged rows wait for apply_staging().
+bool sequin_apply_mode_is_deferred(void);
+// The owner of sequin.staging: its bookkeeping runs with these rights.
+Oid sequin_staging_owner(void);
 }

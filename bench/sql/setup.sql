@@ -1,0 +1,439 @@
+-- sequin_upsert benchmark: schema, target table, mapping, data generator and the
+-- competing methods. Run by bench/run in a fresh database (psql -v ON_ERROR_STOP=1).
+SET client_min_messages = warning;
+
+CREATE EXTENSION IF NOT EXISTS sequin_upsert;
+CREATE SCHEMA bench;
+CREATE SCHEMA stripe;
+
+-- The SPEC's running example, verbatim.
+CREATE TABLE stripe.subscriptions (
+  id text PRIMARY KEY, upstream_id text, customer_id text, plan_id text, quantity integer,
+  internal_id text, updated_idx bigint,
+  upstream_updated_at timestamp, upstream_created_at timestamp,
+  inserted_at timestamp NOT NULL DEFAULT now(), updated_at timestamp NOT NULL DEFAULT now());
+
+INSERT INTO sequin.mappings (collection_id, target_table, columns, keep_on_conflict, order_column)
+VALUES ('stripe:subscription', 'stripe.subscriptions',
+  '{"id": "id", "upstream_id": "upstream_id", "customer_id": "data.stripe_customer_id",
+    "plan_id": "data.plan_id", "quantity": "data.quantity", "internal_id": "id",
+    "updated_idx": "updated_idx", "upstream_created_at": "upstream_created_at",
+    "upstream_updated_at": "upstream_updated_at", "updated_at": "$now"}',
+  '{upstream_id}', 'updated_idx');
+
+------------------------------------------------------------------------------------------
+-- Data. bench.typed is the ground truth (typed values); bench.records holds the same rows
+-- as Sequin records, bench.batches the records as jsonb arrays of B records.
+------------------------------------------------------------------------------------------
+CREATE TABLE bench.typed (
+  scenario text, batch_no int, pos int,
+  id text, upstream_id text, customer_id text, plan_id text, quantity integer,
+  internal_id text, updated_idx bigint,
+  upstream_updated_at timestamp, upstream_created_at timestamp,
+  deleted boolean NOT NULL,
+  PRIMARY KEY (scenario, batch_no, pos));
+
+CREATE TABLE bench.records (
+  scenario text, batch_no int, pos int, record jsonb NOT NULL,
+  PRIMARY KEY (scenario, batch_no, pos));
+
+CREATE TABLE bench.batches (
+  scenario text, batch_no int, records jsonb NOT NULL,
+  PRIMARY KEY (scenario, batch_no));
+-- Out of line but uncompressed: reading a batch costs no decompression inside a method.
+ALTER TABLE bench.batches ALTER COLUMN records SET STORAGE EXTERNAL;
+
+-- One big array for the memory measurement of --scale.
+CREATE TABLE bench.big (records jsonb NOT NULL);
+ALTER TABLE bench.big ALTER COLUMN records SET STORAGE EXTERNAL;
+
+-- A timestamp (UTC) as an ISO 8601 string with a UTC offset; three spellings.
+CREATE FUNCTION bench.ts_text(ts timestamp, variant int) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE variant
+    WHEN 0 THEN to_char(ts, 'YYYY-MM-DD"T"HH24:MI:SS.US') || 'Z'
+    WHEN 1 THEN to_char(ts + interval '2 hours', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+02:00'
+    ELSE to_char(ts - interval '5 hours 30 minutes', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '-05:30'
+  END $$;
+
+-- The typed row of subscription number i at version v (deterministic).
+--   upstream_id changes with uv (the version, except among the in-batch duplicates of the
+--   mix), so keep_on_conflict is visible in the contents: an update keeps the stored one;
+--   plan_id is absent from the record for every 89th i, quantity is JSON null for every 97th.
+CREATE FUNCTION bench.typed_row(scen text, batch_no int, pos int, i bigint, v int,
+                                deleted boolean, uv int)
+RETURNS bench.typed LANGUAGE sql IMMUTABLE AS $$
+  SELECT ROW(scen, batch_no, pos,
+    'rec_' || lpad(i::text, 9, '0'),
+    'sub_' || substr(md5(i::text || '/' || uv::text), 1, 14),
+    'cus_' || lpad((i % 50000)::text, 8, '0'),
+    CASE WHEN i % 89 = 0 THEN NULL ELSE 'plan_' || ((i + v) % 7)::text END,
+    CASE WHEN i % 97 = 0 THEN NULL ELSE (1 + (i * 7 + v * 3) % 20)::int END,
+    'rec_' || lpad(i::text, 9, '0'),
+    v::bigint * 1000000000 + i,
+    timestamp '2024-01-01' + i * interval '1 second' + v * interval '1 hour'
+      + (i % 997) * interval '1 microsecond',
+    timestamp '2023-01-01' + i * interval '1 second',
+    deleted)::bench.typed $$;
+
+-- The Sequin record of a typed row (unmapped fields included for a realistic size).
+CREATE FUNCTION bench.to_record(t bench.typed) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT jsonb_build_object(
+      'id', t.id,
+      'upstream_id', t.upstream_id,
+      'collection_id', 'stripe:subscription',
+      'data', jsonb_build_object(
+          'id', t.upstream_id,
+          'object', 'subscription',
+          'stripe_customer_id', t.customer_id,
+          'quantity', t.quantity,
+          'status', 'active',
+          'created', extract(epoch FROM t.upstream_created_at)::bigint,
+          'metadata', jsonb_build_object('source', 'bench'))
+        || CASE WHEN t.plan_id IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('plan_id', t.plan_id) END,
+      'inserted_at', '2024-05-01T12:00:00Z',
+      'provider', 'stripe',
+      'stream_id', '7b9d3c5e-0000-4000-8000-000000000001',
+      'sync', '3e1a2b4c-0000-4000-8000-000000000002',
+      'updated_idx', t.updated_idx,
+      'upstream_created_at', bench.ts_text(t.upstream_created_at,
+                                           (right(t.id, 3)::int + 1) % 3),
+      'upstream_updated_at', bench.ts_text(t.upstream_updated_at, right(t.id, 3)::int % 3))
+    -- "deleted" absent means false: leave it out of every 5th live record.
+    || CASE WHEN t.deleted THEN '{"deleted": true}'::jsonb
+            WHEN right(t.id, 1) IN ('0', '5') THEN '{}'::jsonb
+            ELSE '{"deleted": false}'::jsonb END $$;
+
+-- Generates one scenario's typed rows (then records and batches, see bench.materialize).
+--   fresh:  ids 1..n at version 1
+--   update: ids 1..n at version 2 (every record newer)
+--   replay: the update records again (all stale)
+--   mix:    per batch, dup_pct % of the records repeat an id of the same batch with another
+--           version (lower or higher); among the rest del_pct % (of the batch) are deletes and
+--           stale_pct % are older than the stored row; ids n/2+1.. so half of the batch
+--           updates stored rows and half inserts new ones. A duplicated id is never deleted.
+--   scale:  like fresh (for --scale)
+CREATE FUNCTION bench.generate(scen text, n int, b int,
+                               dup_pct numeric DEFAULT 10, del_pct numeric DEFAULT 5,
+                               stale_pct numeric DEFAULT 0)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM bench.typed WHERE scenario = scen;
+  IF scen IN ('fresh', 'scale', 'update', 'replay') THEN
+    INSERT INTO bench.typed
+    SELECT t.*
+    FROM generate_series(1, n) k,
+         LATERAL bench.typed_row(scen, ((k - 1) / b)::int, ((k - 1) % b)::int, k,
+                                 CASE WHEN scen IN ('fresh', 'scale') THEN 1 ELSE 2 END,
+                                 false,
+                                 CASE WHEN scen IN ('fresh', 'scale') THEN 1 ELSE 2 END) t;
+  ELSIF scen = 'mix' THEN
+    INSERT INTO bench.typed
+    WITH slots AS (
+      SELECT k, k / b AS bno, k % b AS p,
+             least(b, n - (k / b) * b) AS sz
+      FROM generate_series(0, n - 1) k
+    ), classed AS (
+      SELECT s.*, floor(sz * dup_pct / 100)::int AS d_cnt FROM slots s
+    ), rows AS (
+      SELECT bno, k,
+        CASE WHEN p < sz - d_cnt THEN
+               -- a unique id: slot j = p
+               (n / 2 + bno * b + p + 1)::bigint
+             ELSE
+               -- a duplicate of unique slot j = p - (sz - d_cnt) (< d_cnt: never a delete)
+               (n / 2 + bno * b + (p - (sz - d_cnt)) + 1)::bigint
+        END AS i,
+        CASE WHEN p >= sz - d_cnt THEN
+               CASE WHEN (p - (sz - d_cnt)) % 2 = 0 THEN 2 ELSE 4 END
+             WHEN p < d_cnt THEN 3
+             -- the remaining pool: sz - 2 * d_cnt slots, r uniform over 0..99
+             WHEN (((bno * b + p) * 37) % 100) * (sz - 2 * d_cnt)
+                  < del_pct * sz THEN 3
+             WHEN (((bno * b + p) * 37) % 100) * (sz - 2 * d_cnt)
+                  < (del_pct + stale_pct) * sz THEN 0
+             ELSE 3
+        END AS v,
+        p >= d_cnt AND p < sz - d_cnt
+          AND (((bno * b + p) * 37) % 100) * (sz - 2 * d_cnt) < del_pct * sz AS del
+      FROM classed
+    )
+    SELECT t.*
+    FROM (SELECT rows.*,
+                 row_number() OVER (PARTITION BY bno ORDER BY md5(k::text)) - 1 AS newpos
+          FROM rows) s,
+         -- The duplicates of an id share its upstream_id: whether a new row gets the
+         -- one of its lowest or its highest version is left out of the comparison.
+         LATERAL bench.typed_row(scen, s.bno::int, s.newpos::int, s.i, s.v, s.del, 3) t;
+  ELSE
+    RAISE EXCEPTION 'unknown scenario %', scen;
+  END IF;
+END $$;
+
+-- Records and batches of a scenario from its typed rows.
+CREATE FUNCTION bench.materialize(scen text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM bench.records WHERE scenario = scen;
+  DELETE FROM bench.batches WHERE scenario = scen;
+  INSERT INTO bench.records
+    SELECT t.scenario, t.batch_no, t.pos, bench.to_record(t)
+    FROM bench.typed t WHERE t.scenario = scen;
+  INSERT INTO bench.batches
+    SELECT scen, batch_no, jsonb_agg(record ORDER BY pos)
+    FROM bench.records WHERE scenario = scen GROUP BY batch_no;
+END $$;
+
+------------------------------------------------------------------------------------------
+-- The methods. Each applies one batch and leaves the same contents as sequin_upsert.
+------------------------------------------------------------------------------------------
+
+-- (A) The expert's hand-written set-based SQL: one statement per jsonb array batch;
+--     in-batch duplicates removed first (highest version wins), deletes guarded by version.
+--     In PL/pgSQL rather than LANGUAGE sql so that its plan is prepared once per session
+--     (as a driver's prepared statement would be): about 5-10 % faster.
+CREATE FUNCTION bench.upsert_expert(batch jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  WITH recs AS (
+    SELECT DISTINCT ON (r->>'id') r
+    FROM jsonb_array_elements(batch) AS r
+    ORDER BY r->>'id', (r->>'updated_idx')::bigint DESC
+  ), del AS (
+    DELETE FROM stripe.subscriptions AS t
+    USING recs
+    WHERE (recs.r->>'deleted')::boolean
+      AND t.id = recs.r->>'id'
+      AND (t.updated_idx IS NULL OR t.updated_idx < (recs.r->>'updated_idx')::bigint)
+  )
+  INSERT INTO stripe.subscriptions AS t
+    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
+     upstream_created_at, upstream_updated_at, updated_at)
+  SELECT r->>'id', r->>'upstream_id', r->'data'->>'stripe_customer_id', r->'data'->>'plan_id',
+         (r->'data'->>'quantity')::int, r->>'id', (r->>'updated_idx')::bigint,
+         (r->>'upstream_created_at')::timestamptz AT TIME ZONE 'UTC',
+         (r->>'upstream_updated_at')::timestamptz AT TIME ZONE 'UTC',
+         now() AT TIME ZONE 'UTC'
+  FROM recs
+  WHERE NOT coalesce((r->>'deleted')::boolean, false)
+  ON CONFLICT (id) DO UPDATE SET
+    customer_id = EXCLUDED.customer_id, plan_id = EXCLUDED.plan_id,
+    quantity = EXCLUDED.quantity, internal_id = EXCLUDED.internal_id,
+    updated_idx = EXCLUDED.updated_idx,
+    upstream_created_at = EXCLUDED.upstream_created_at,
+    upstream_updated_at = EXCLUDED.upstream_updated_at,
+    updated_at = EXCLUDED.updated_at
+  WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx;
+END $$;
+
+-- (A') The same statement with the records unpacked by jsonb_to_recordset (the top-level
+--      fields parsed once per record instead of one ->> look-up per field).
+CREATE FUNCTION bench.upsert_expert_recordset(batch jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  WITH recs AS (
+    SELECT DISTINCT ON (x.id) x.*
+    FROM jsonb_to_recordset(batch) AS x(id text, upstream_id text, data jsonb, deleted boolean,
+         updated_idx bigint, upstream_created_at timestamptz, upstream_updated_at timestamptz)
+    ORDER BY x.id, x.updated_idx DESC
+  ), del AS (
+    DELETE FROM stripe.subscriptions AS t
+    USING recs
+    WHERE recs.deleted AND t.id = recs.id
+      AND (t.updated_idx IS NULL OR t.updated_idx < recs.updated_idx)
+  )
+  INSERT INTO stripe.subscriptions AS t
+    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
+     upstream_created_at, upstream_updated_at, updated_at)
+  SELECT id, upstream_id, data->>'stripe_customer_id', data->>'plan_id',
+         (data->>'quantity')::int, id, updated_idx,
+         upstream_created_at AT TIME ZONE 'UTC', upstream_updated_at AT TIME ZONE 'UTC',
+         now() AT TIME ZONE 'UTC'
+  FROM recs
+  WHERE NOT coalesce(deleted, false)
+  ON CONFLICT (id) DO UPDATE SET
+    customer_id = EXCLUDED.customer_id, plan_id = EXCLUDED.plan_id,
+    quantity = EXCLUDED.quantity, internal_id = EXCLUDED.internal_id,
+    updated_idx = EXCLUDED.updated_idx,
+    upstream_created_at = EXCLUDED.upstream_created_at,
+    upstream_updated_at = EXCLUDED.upstream_updated_at,
+    updated_at = EXCLUDED.updated_at
+  WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx;
+END $$;
+
+-- (B) What most users write: a PL/pgSQL loop, one dynamic EXECUTE ... USING per record.
+CREATE FUNCTION bench.upsert_record(r jsonb, target regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF coalesce((r->>'deleted')::boolean, false) THEN
+    EXECUTE format('DELETE FROM %s WHERE id = $1 AND (updated_idx IS NULL OR updated_idx < $2)',
+                   target)
+      USING r->>'id', (r->>'updated_idx')::bigint;
+  ELSE
+    EXECUTE format(
+      'INSERT INTO %s AS t (id, upstream_id, customer_id, plan_id, quantity, internal_id,'
+      ' updated_idx, upstream_created_at, upstream_updated_at, updated_at)'
+      ' VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)'
+      ' ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id,'
+      ' plan_id = EXCLUDED.plan_id, quantity = EXCLUDED.quantity,'
+      ' internal_id = EXCLUDED.internal_id, updated_idx = EXCLUDED.updated_idx,'
+      ' upstream_created_at = EXCLUDED.upstream_created_at,'
+      ' upstream_updated_at = EXCLUDED.upstream_updated_at, updated_at = EXCLUDED.updated_at'
+      ' WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx', target)
+      USING r->>'id', r->>'upstream_id', r->'data'->>'stripe_customer_id',
+            r->'data'->>'plan_id', (r->'data'->>'quantity')::int, r->>'id',
+            (r->>'updated_idx')::bigint,
+            (r->>'upstream_created_at')::timestamptz AT TIME ZONE 'UTC',
+            (r->>'upstream_updated_at')::timestamptz AT TIME ZONE 'UTC',
+            now() AT TIME ZONE 'UTC';
+  END IF;
+END $$;
+
+CREATE FUNCTION bench.upsert_per_record(batch jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE r jsonb;
+BEGIN
+  FOR r IN SELECT value FROM jsonb_array_elements(batch) LOOP
+    PERFORM bench.upsert_record(r, 'stripe.subscriptions');
+  END LOOP;
+END $$;
+
+-- (C) Floor: the same rows already typed in a table; the statement of (A) minus the JSON.
+CREATE FUNCTION bench.upsert_typed(scen text, bno int) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  WITH recs AS (
+    SELECT DISTINCT ON (id) *
+    FROM bench.typed
+    WHERE scenario = scen AND batch_no = bno
+    ORDER BY id, updated_idx DESC
+  ), del AS (
+    DELETE FROM stripe.subscriptions AS t
+    USING recs
+    WHERE recs.deleted AND t.id = recs.id
+      AND (t.updated_idx IS NULL OR t.updated_idx < recs.updated_idx)
+  )
+  INSERT INTO stripe.subscriptions AS t
+    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
+     upstream_created_at, upstream_updated_at, updated_at)
+  SELECT id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
+         upstream_created_at, upstream_updated_at, now() AT TIME ZONE 'UTC'
+  FROM recs
+  WHERE NOT deleted
+  ON CONFLICT (id) DO UPDATE SET
+    customer_id = EXCLUDED.customer_id, plan_id = EXCLUDED.plan_id,
+    quantity = EXCLUDED.quantity, internal_id = EXCLUDED.internal_id,
+    updated_idx = EXCLUDED.updated_idx,
+    upstream_created_at = EXCLUDED.upstream_created_at,
+    upstream_updated_at = EXCLUDED.upstream_updated_at,
+    updated_at = EXCLUDED.updated_at
+  WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx;
+END $$;
+
+-- (C) Floor for the fresh insert: typed rows, plain INSERT into the empty table.
+CREATE FUNCTION bench.insert_typed(scen text, bno int) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO stripe.subscriptions
+    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
+     upstream_created_at, upstream_updated_at, updated_at)
+  SELECT id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
+         upstream_created_at, upstream_updated_at, now() AT TIME ZONE 'UTC'
+  FROM bench.typed
+  WHERE scenario = scen AND batch_no = bno;
+END $$;
+
+------------------------------------------------------------------------------------------
+-- Driver: applies a scenario's batches in order with one method, one transaction per batch,
+-- and returns the time spent in the method calls and commits (measured in the server).
+------------------------------------------------------------------------------------------
+CREATE PROCEDURE bench.run(method text, scen text, max_batches int,
+                           INOUT seconds float8 DEFAULT NULL, INOUT counts text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+  nb int;
+  bno int;
+  recs jsonb;
+  t0 timestamptz;
+  total interval := interval '0';
+  c record;
+  ins bigint := 0; upd bigint := 0; del bigint := 0; skp bigint := 0;
+BEGIN
+  SELECT count(*) INTO nb FROM bench.batches
+    WHERE scenario = scen AND (max_batches IS NULL OR batch_no < max_batches);
+  FOR bno IN 0 .. nb - 1 LOOP
+    IF method IN ('A', 'A2', 'B', 'D') THEN
+      -- In a procedure the value is detoasted here, outside the timed part.
+      SELECT b.records INTO recs FROM bench.batches b WHERE scenario = scen AND batch_no = bno;
+    END IF;
+    t0 := clock_timestamp();
+    CASE method
+      WHEN 'A' THEN PERFORM bench.upsert_expert(recs);
+      WHEN 'A2' THEN PERFORM bench.upsert_expert_recordset(recs);
+      WHEN 'B' THEN PERFORM bench.upsert_per_record(recs);
+      WHEN 'C' THEN PERFORM bench.upsert_typed(scen, bno);
+      WHEN 'C_insert' THEN PERFORM bench.insert_typed(scen, bno);
+      WHEN 'D' THEN
+        SELECT * INTO c FROM sequin.sequin_upsert(recs);
+        ins := ins + c.inserted; upd := upd + c.updated;
+        del := del + c.deleted; skp := skp + c.skipped;
+      ELSE RAISE EXCEPTION 'unknown method %', method;
+    END CASE;
+    COMMIT;
+    total := total + (clock_timestamp() - t0);
+  END LOOP;
+  seconds := extract(epoch FROM total);
+  counts := CASE WHEN method = 'D'
+                 THEN format('inserted=%s updated=%s deleted=%s skipped=%s', ins, upd, del, skp)
+                 ELSE '' END;
+END $$;
+
+------------------------------------------------------------------------------------------
+-- Resetting the target to a scenario's starting state, and checking the contents.
+------------------------------------------------------------------------------------------
+CREATE TABLE bench.reference (scenario text PRIMARY KEY, method text, row_count bigint, checksum text);
+
+-- The compared contents: every column except inserted_at and updated_at.
+CREATE VIEW bench.contents AS
+  SELECT id, ROW(id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
+                 upstream_updated_at, upstream_created_at)::text AS r
+  FROM stripe.subscriptions;
+
+CREATE FUNCTION bench.reset(scen text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  TRUNCATE stripe.subscriptions, sequin.tombstones, sequin.staging;
+  EXECUTE format('INSERT INTO stripe.subscriptions SELECT * FROM bench.%I',
+                 'state_' || scen);
+END $$;
+
+-- 'ok <rows> <md5>' or 'MISMATCH ...' with the first differences against the reference
+-- (the first method run of the scenario, normally (A)).
+CREATE FUNCTION bench.check(scen text, method text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  n bigint; sum text; ref bench.reference; diff text;
+BEGIN
+  SELECT count(*), coalesce(md5(string_agg(r, E'\n' ORDER BY id COLLATE "C")), '-')
+    INTO n, sum FROM bench.contents;
+  SELECT * INTO ref FROM bench.reference WHERE scenario = scen;
+  IF NOT FOUND THEN
+    INSERT INTO bench.reference VALUES (scen, method, n, sum);
+    EXECUTE format('DROP TABLE IF EXISTS bench.%I', 'expected_' || scen);
+    EXECUTE format('CREATE TABLE bench.%I AS SELECT * FROM bench.contents',
+                   'expected_' || scen);
+    RETURN format('ok %s %s', n, sum);
+  END IF;
+  IF ref.row_count = n AND ref.checksum = sum THEN
+    RETURN format('ok %s %s', n, sum);
+  END IF;
+  EXECUTE format($q$
+    SELECT string_agg(line, E'\n') FROM (
+      SELECT coalesce(e.id, a.id) AS d_id,
+             format('    id %%s: expected %%s, got %%s', coalesce(e.id, a.id),
+                    coalesce(e.r, '(no row)'), coalesce(a.r, '(no row)')) AS line
+      FROM bench.%I e FULL JOIN bench.contents a ON a.id = e.id
+      WHERE e.r IS DISTINCT FROM a.r
+      ORDER BY coalesce(e.id, a.id) COLLATE "C" LIMIT 5) d $q$, 'expected_' || scen) INTO diff;
+  RETURN format(E'MISMATCH: %s rows, checksum %s; reference (%s): %s rows, checksum %s\n%s',
+                n, sum, ref.method, ref.row_count, ref.checksum, coalesce(diff, ''));
+END $$;
