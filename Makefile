@@ -32,10 +32,15 @@ ifeq ($(SEQUIN_WERROR),1)
 PG_CXXFLAGS += -Werror
 endif
 SHLIB_LINK = -lstdc++
+# Rebuild objects when a header they include changes.
+PG_CXXFLAGS += -MMD -MP
+EXTRA_CLEAN = $(OBJS:.o=.d)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+
+-include $(OBJS:.o=.d)
 
 format:
 	clang-format -i src/*.cpp src/*.hpp

@@ -69,7 +69,16 @@ struct Chunk {
 };
 
 // Kinds of write, each one prepared statement (deletes also write tombstones).
+// How often a statement chosen as a deadlock victim runs again before the call fails.
+constexpr int kDeadlockRetries = 5;
+
 enum WriteKind { WriteInsert, WriteUpdate, WriteDelete, WriteInsertNew };
+
+// A deadlock victim at READ COMMITTED: rolling back the statement's subtransaction frees
+// its locks, and the statement can simply run again (with a new snapshot).
+bool is_retryable_deadlock(int sqlstate) {
+    return sqlstate == ERRCODE_T_R_DEADLOCK_DETECTED && !IsolationUsesXactSnapshot();
+}
 
 bool is_transaction_level_error(int sqlstate) {
     // Serialization failures, deadlocks, cancels, out of memory: not a record's fault.
@@ -80,7 +89,8 @@ bool is_transaction_level_error(int sqlstate) {
 }
 
 // Runs fn in a subtransaction. Returns NULL, or the error (the subtransaction rolled back).
-template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn) {
+// A deadlock is returned only to a caller that retries it (retries_deadlock).
+template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, bool retries_deadlock = false) {
     MemoryContext context = CurrentMemoryContext;
     ResourceOwner owner = CurrentResourceOwner;
     ErrorData *volatile error = nullptr;
@@ -101,7 +111,8 @@ template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn) {
         RollbackAndReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(context);
         CurrentResourceOwner = owner;
-        if (is_transaction_level_error(error->sqlerrcode))
+        if (is_transaction_level_error(error->sqlerrcode) &&
+            !(retries_deadlock && is_retryable_deadlock(error->sqlerrcode)))
             ReThrowError(error);
     }
     PG_END_TRY();
@@ -492,12 +503,9 @@ void skip_tombstoned(Chunk *c, int *subset) {
 
 // ---- 5. writes ------------------------------------------------------------------------
 
-// Runs one write for the records in subset; returns the rows it wrote. An update whose row
-// vanished since the look-up (a concurrent delete) falls back to the upsert, which inserts
-// it again: those rows are returned in *reinserted.
-uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n, uint64 *reinserted) {
+// Runs one write for the records in subset; returns the rows it wrote.
+uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
     Params p;
-    *reinserted = 0;
     if (kind == WriteDelete) {
         key_params(c, &p, subset, n, false, c->m->order_column >= 0, false);
         uint64 deleted = run_statement(c->m->remove, &p, false, c->owner);
@@ -511,24 +519,28 @@ uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n, uint64 
     for (int i = 0; i < c->ncols; i++)
         if (!c->m->columns[i].is_now)
             add_param(&p, column_array(c, i, subset, n));
-    if (kind == WriteInsertNew)
-        return run_statement(c->m->insert_new, &p, false, c->owner);
-    if (kind == WriteUpdate && c->m->order_column >= 0) {
-        uint64 updated = run_statement(c->m->update, &p, false, c->owner);
-        if (updated < static_cast<uint64>(n)) // rows just updated are equal now: guard skips them
-            *reinserted = run_statement(c->m->upsert, &p, false, c->owner);
-        return updated;
-    }
-    return run_statement(c->m->upsert, &p, false, c->owner);
+    // Rows known to exist go through the same INSERT ... ON CONFLICT as new ones: it visits
+    // them in input (key) order, where an UPDATE ... FROM may follow its join's order.
+    return run_statement(kind == WriteInsertNew ? c->m->insert_new : c->m->upsert, &p, false,
+                         c->owner);
 }
 
 // Writes in a subtransaction; a failing write is split in halves down to the bad record.
 void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
     if (n == 0)
         return;
-    uint64 written = 0, reinserted = 0;
-    ErrorData *error = try_in_subtransaction(
-        [&] { written = execute_write(c, kind, subset, n, &reinserted); });
+    uint64 written = 0;
+    ErrorData *error = nullptr;
+    for (int attempt = 1; attempt <= kDeadlockRetries; attempt++) {
+        error = try_in_subtransaction([&] { written = execute_write(c, kind, subset, n); },
+                                      true);
+        if (!error || !is_retryable_deadlock(error->sqlerrcode))
+            break;
+        if (attempt == kDeadlockRetries)
+            ReThrowError(error);
+        FreeErrorData(error);
+        CHECK_FOR_INTERRUPTS();
+    }
     if (!error) {
         ApplyCounts *counts = c->counts;
         switch (kind) {
@@ -540,13 +552,12 @@ void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
             break;
         case WriteUpdate:
             counts->updated += written;
-            counts->inserted += reinserted;
             break;
         case WriteDelete:
             counts->deleted += written;
             break;
         }
-        counts->skipped += n - static_cast<int64>(written + reinserted);
+        counts->skipped += n - static_cast<int64>(written);
         return;
     }
     if (n == 1) {

@@ -279,14 +279,12 @@ class StatementBuilder {
         return sql + "]";
     }
 
-    // The three writes of full rows share one parameter list: one array per mapped column.
+    // The two writes of full rows share one parameter list: one array per mapped column.
     //   upsert:     INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <stored version older>
     //   insert_new: INSERT ... ON CONFLICT (key) DO NOTHING   (keys believed new)
-    //   update:     UPDATE ... FROM unnest WHERE <key matches> AND <stored version older>
     void build_row_writes() {
         PreparedStatement &s = m_.upsert;
-        std::string insert_cols, select_list, params, aliases, excluded_set, update_set,
-            update_match;
+        std::string insert_cols, select_list, params, aliases, excluded_set;
         for (MappedColumn &c : m_.columns) {
             std::string value;
             if (c.is_now) {
@@ -305,16 +303,8 @@ class StatementBuilder {
             std::string col = quote_ident(c.name);
             insert_cols += (insert_cols.empty() ? "" : ", ") + col;
             select_list += (select_list.empty() ? "" : ", ") + value;
-            if (c.is_key)
-                update_match += (update_match.empty() ? "" : " AND ") + std::string("t.") + col +
-                                " " +
-                                operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name,
-                                             "equality") +
-                                " " + value;
-            else if (!c.keep_on_conflict) {
+            if (!c.is_key && !c.keep_on_conflict)
                 excluded_set += (excluded_set.empty() ? "" : ", ") + col + " = EXCLUDED." + col;
-                update_set += (update_set.empty() ? "" : ", ") + col + " = " + value;
-            }
         }
         std::string conflict;
         for (int k : m_.key_columns)
@@ -322,26 +312,19 @@ class StatementBuilder {
         if (excluded_set.empty()) { // nothing to overwrite: still count the row as updated
             std::string key = quote_ident(m_.columns[m_.key_columns[0]].name);
             excluded_set = key + " = EXCLUDED." + key;
-            update_set = key + " = t." + key;
         }
         std::string from = rows_from(params) + " AS u(" + aliases + ")";
         std::string insert = "INSERT INTO " + m_.target_name + " AS t (" + insert_cols +
                              ") SELECT " + select_list + " FROM " + from + " ON CONFLICT (" +
                              conflict + ") DO ";
         s.sql = insert + "UPDATE SET " + excluded_set;
-        m_.update.sql = "UPDATE " + m_.target_name + " AS t SET " + update_set + " FROM " + from +
-                        " WHERE " + update_match;
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
             s.sql += " WHERE " + order_guard("t." + col, "EXCLUDED." + col);
-            m_.update.sql += " AND " + order_guard("t." + col, typed(order(), "u.a" +
-                                                  std::to_string(order().param_number)));
             m_.insert_new.sql = insert + "NOTHING";
             m_.insert_new.arg_types = s.arg_types;
             m_.insert_new.arg_descriptions = s.arg_descriptions;
         }
-        m_.update.arg_types = s.arg_types;
-        m_.update.arg_descriptions = s.arg_descriptions;
     }
 
     void build_lookup() {
@@ -427,7 +410,7 @@ std::string join_names(const std::vector<std::string> &names) {
 CompiledMapping::~CompiledMapping() {
     // Only freeing: neither call raises.
     for (PreparedStatement *s :
-         {&lookup, &upsert, &insert_new, &update, &remove, &tomb_any, &tomb_lookup, &tomb_upsert})
+         {&lookup, &upsert, &insert_new, &remove, &tomb_any, &tomb_lookup, &tomb_upsert})
         if (s->plan)
             SPI_freeplan(s->plan);
     if (context)
@@ -612,7 +595,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         StatementBuilder(*m).build();
         if (prepare_statements)
             for (PreparedStatement *s :
-                 {&m->lookup, &m->upsert, &m->insert_new, &m->update, &m->remove, &m->tomb_any,
+                 {&m->lookup, &m->upsert, &m->insert_new, &m->remove, &m->tomb_any,
                   &m->tomb_lookup, &m->tomb_upsert})
                 prepare(*s);
     }
