@@ -8,6 +8,7 @@ OBJS = \
 	src/mapping_source.o \
 	src/mapping_compiler.o \
 	src/mapping_cache.o \
+	src/bookkeeping.o \
 	src/batch_applier.o \
 	src/staging_trigger.o \
 	src/staging_capture.o \

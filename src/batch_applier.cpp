@@ -10,6 +10,7 @@
 // the failing record is found: Atomic mode raises its error, Isolate mode reports it and
 // applies the rest. C-shaped code: no objects with destructors live in these frames.
 #include "batch_applier.hpp"
+#include "bookkeeping.hpp"
 #include "json_path.hpp"
 #include "mapping_cache.hpp"
 #include "stats.hpp"
@@ -414,14 +415,9 @@ void key_params(Chunk *c, Params *p, const int *subset, int n, bool with_index, 
 
 uint64 run_statement(const PreparedStatement &s, Params *p, bool as_owner, Oid owner) {
     MemoryContext context = CurrentMemoryContext;
-    Oid saved_user;
-    int saved_security;
-    GetUserIdAndSecContext(&saved_user, &saved_security);
-    if (as_owner) // bookkeeping: the extension's own tables, not the caller's
-        SetUserIdAndSecContext(owner, saved_security | SECURITY_LOCAL_USERID_CHANGE);
-    int rc = SPI_execute_plan(s.plan, p->values, p->nulls, false, 0);
-    if (as_owner)
-        SetUserIdAndSecContext(saved_user, saved_security);
+    // Bookkeeping statements touch the extension's own tables, not the caller's.
+    int rc = as_owner ? spi_execute_as(owner, s.plan, p->values, p->nulls, false, 0)
+                      : SPI_execute_plan(s.plan, p->values, p->nulls, false, 0);
     if (rc < 0)
         elog(ERROR, "sequin_upsert: statement failed (%s): %s", SPI_result_code_string(rc),
              s.sql.c_str());
@@ -685,17 +681,6 @@ void apply_chunk(Chunk *c) {
         apply_looking_up_first(c, subset);
 }
 
-Oid extension_owner() {
-    Oid nsp = get_namespace_oid("sequin", false);
-    Oid relid = get_relname_relid("tombstones", nsp);
-    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-    if (!HeapTupleIsValid(tuple))
-        elog(ERROR, "sequin.tombstones is missing");
-    Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
-    ReleaseSysCache(tuple);
-    return owner;
-}
-
 // Records of one collection, in input order.
 struct Group {
     const char *collection;
@@ -845,7 +830,7 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     MemoryContextSwitchTo(call_context);
-    Oid owner = extension_owner();
+    Oid owner = sequin_relation_owner("tombstones");
     for (int g = 0; g < ngroups; g++)
         apply_group(groups[g], records, mode, on_failure, callback_arg, counts, owner,
                     chunk_context);

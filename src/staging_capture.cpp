@@ -9,6 +9,7 @@
 // Everything happens inside the inserting statement, so a rollback undoes all of it.
 // C-shaped server code.
 #include "batch_applier.hpp"
+#include "bookkeeping.hpp"
 #include "staging_trigger.hpp"
 
 extern "C" {
@@ -136,14 +137,10 @@ void store_failures(const Failures &f) {
     Datum args[2] = {
         PointerGetDatum(construct_array(f.records, f.count, JSONBOID, -1, false, TYPALIGN_INT)),
         PointerGetDatum(construct_array(f.errors, f.count, TEXTOID, -1, false, TYPALIGN_INT))};
-    Oid saved_user;
-    int saved_security;
-    GetUserIdAndSecContext(&saved_user, &saved_security);
-    SetUserIdAndSecContext(sequin_staging_owner(), saved_security | SECURITY_LOCAL_USERID_CHANGE);
     storing_failures = true;
-    int rc = SPI_execute_plan(plan, args, nullptr, false, 0);
+    int rc = sequin::spi_execute_as(sequin::sequin_relation_owner("staging"), plan, args, nullptr,
+                                    false, 0);
     storing_failures = false;
-    SetUserIdAndSecContext(saved_user, saved_security);
     if (rc != SPI_OK_INSERT)
         elog(ERROR, "could not keep failed records in sequin.staging");
     SPI_finish();

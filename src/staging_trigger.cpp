@@ -3,6 +3,7 @@
 // in sequin.staging the applied rows are deleted and the failed ones marked, so that no
 // record is ever lost. C-shaped server code.
 #include "batch_applier.hpp"
+#include "bookkeeping.hpp"
 #include "staging_trigger.hpp"
 
 extern "C" {
@@ -56,20 +57,6 @@ void collect_failure(void *arg, int64 position, int sqlstate, const char *messag
     result->failed_count++;
 }
 
-Oid staging_oid() {
-    Oid nsp = get_namespace_oid("sequin", true);
-    return OidIsValid(nsp) ? get_relname_relid("staging", nsp) : InvalidOid;
-}
-
-Oid staging_owner(Oid relid) {
-    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-    if (!HeapTupleIsValid(tuple))
-        elog(ERROR, "sequin.staging is missing");
-    Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
-    ReleaseSysCache(tuple);
-    return owner;
-}
-
 SPIPlanPtr keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types) {
     if (!*plan) {
         SPIPlanPtr prepared = SPI_prepare(sql, nargs, types);
@@ -92,10 +79,6 @@ Datum int8_array(const int64 *values, int n) {
 // whoever may insert a record need not be able to edit the queue.
 void settle_slice(Oid owner, const int64 *ids, int n, const SliceResult &result) {
     static SPIPlanPtr delete_plan = nullptr, fail_plan = nullptr;
-    Oid saved_user;
-    int saved_security;
-    GetUserIdAndSecContext(&saved_user, &saved_security);
-    SetUserIdAndSecContext(owner, saved_security | SECURITY_LOCAL_USERID_CHANGE);
 
     int64 *applied = static_cast<int64 *>(palloc(sizeof(int64) * (n ? n : 1)));
     int napplied = 0;
@@ -111,7 +94,7 @@ void settle_slice(Oid owner, const int64 *ids, int n, const SliceResult &result)
         Datum args[1] = {int8_array(applied, napplied)};
         keep_plan(&delete_plan,
                   "DELETE FROM sequin.staging WHERE id OPERATOR(pg_catalog.=) ANY ($1)", 1, types);
-        if (SPI_execute_plan(delete_plan, args, nullptr, false, 0) != SPI_OK_DELETE)
+        if (sequin::spi_execute_as(owner, delete_plan, args, nullptr, false, 0) != SPI_OK_DELETE)
             elog(ERROR, "could not remove applied rows from sequin.staging");
     }
     if (result.failed_count > 0) {
@@ -128,10 +111,9 @@ void settle_slice(Oid owner, const int64 *ids, int n, const SliceResult &result)
                   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS f(id, error) "
                   "WHERE s.id OPERATOR(pg_catalog.=) f.id",
                   2, types);
-        if (SPI_execute_plan(fail_plan, args, nullptr, false, 0) != SPI_OK_UPDATE)
+        if (sequin::spi_execute_as(owner, fail_plan, args, nullptr, false, 0) != SPI_OK_UPDATE)
             elog(ERROR, "could not mark failed rows in sequin.staging");
     }
-    SetUserIdAndSecContext(saved_user, saved_security);
 }
 
 // Applies one slice of staged records (ids in arrival order) and settles it.
@@ -181,8 +163,6 @@ int attribute_number(TupleDesc desc, const char *name, Oid type, bool required) 
 
 bool sequin_apply_mode_is_deferred(void) { return apply_mode == ApplyDeferred; }
 
-Oid sequin_staging_owner(void) { return staging_owner(staging_oid()); }
-
 void sequin_define_staging_settings(void) {
     DefineCustomEnumVariable("sequin.apply_mode",
                              "immediate: rows inserted into sequin.staging are applied by the "
@@ -202,14 +182,14 @@ Datum sequin_staging_trigger(PG_FUNCTION_ARGS) {
                                "REFERENCING NEW TABLE AS ... FOR EACH STATEMENT")));
     Relation rel = td->tg_relation;
     Oid relid = RelationGetRelid(rel);
-    const bool is_staging = relid == staging_oid();
+    const bool is_staging = relid == sequin::sequin_relation("staging");
     if (is_staging && apply_mode == ApplyDeferred)
         return PointerGetDatum(nullptr);
 
     TupleDesc desc = RelationGetDescr(rel);
     int record_att = attribute_number(desc, "record", JSONBOID, true);
     int id_att = is_staging ? attribute_number(desc, "id", INT8OID, true) : 0;
-    Oid owner = is_staging ? staging_owner(relid) : InvalidOid;
+    Oid owner = is_staging ? sequin::sequin_relation_owner("staging") : InvalidOid;
 
     MemoryContext slice_context =
         AllocSetContextCreate(CurrentMemoryContext, "sequin staging slice", ALLOCSET_DEFAULT_SIZES);
@@ -270,8 +250,7 @@ Datum sequin_apply_staging(PG_FUNCTION_ARGS) {
     if (!PG_ARGISNULL(0) && PG_GETARG_INT32(0) < 0)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("max_rows must not be negative")));
-    Oid relid = staging_oid();
-    Oid owner = staging_owner(relid);
+    Oid owner = sequin::sequin_relation_owner("staging");
     sequin::ApplyCounts total;
     memset(&total, 0, sizeof total);
     InitMaterializedSRF(fcinfo, 0);
@@ -295,12 +274,7 @@ Datum sequin_apply_staging(PG_FUNCTION_ARGS) {
                   "'pending' OR ($2 AND status OPERATOR(pg_catalog.=) 'failed')) "
                   "ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
                   3, types);
-        Oid saved_user;
-        int saved_security;
-        GetUserIdAndSecContext(&saved_user, &saved_security);
-        SetUserIdAndSecContext(owner, saved_security | SECURITY_LOCAL_USERID_CHANGE);
-        int rc = SPI_execute_plan(select_plan, args, nullptr, false, 0);
-        SetUserIdAndSecContext(saved_user, saved_security);
+        int rc = sequin::spi_execute_as(owner, select_plan, args, nullptr, false, 0);
         if (rc != SPI_OK_SELECT)
             elog(ERROR, "could not read sequin.staging");
         int n = static_cast<int>(SPI_processed);

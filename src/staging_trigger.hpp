@@ -11,6 +11,4 @@ extern "C" {
 void sequin_define_staging_settings(void);
 // sequin.apply_mode = deferred: staged rows wait for apply_staging().
 bool sequin_apply_mode_is_deferred(void);
-// The owner of sequin.staging: its bookkeeping runs with these rights.
-Oid sequin_staging_owner(void);
 }

@@ -1,6 +1,7 @@
 // sequin.stats counters: one row per (collection, backend slot), updated once per
 // collection per call. C-shaped server code.
 #include "stats.hpp"
+#include "bookkeeping.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -31,8 +32,7 @@ namespace sequin {
 void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid owner) {
     if (!track_stats)
         return;
-    Oid nsp = get_namespace_oid("sequin", true);
-    if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("stats_counters", nsp)))
+    if (!OidIsValid(sequin_relation("stats_counters")))
         return; // extension not yet updated to 0.2.0
     if (!add_plan) {
         Oid types[8] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, BOOLOID};
@@ -63,12 +63,7 @@ void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid
                      Int64GetDatum(delta.skipped),
                      Int64GetDatum(delta.failed),
                      BoolGetDatum(applied)};
-    Oid saved_user;
-    int saved_security;
-    GetUserIdAndSecContext(&saved_user, &saved_security);
-    SetUserIdAndSecContext(owner, saved_security | SECURITY_LOCAL_USERID_CHANGE);
-    int rc = SPI_execute_plan(add_plan, args, nullptr, false, 0);
-    SetUserIdAndSecContext(saved_user, saved_security);
+    int rc = spi_execute_as(owner, add_plan, args, nullptr, false, 0);
     if (rc != SPI_OK_INSERT)
         elog(ERROR, "could not update sequin.stats_counters: %s", SPI_result_code_string(rc));
 }
