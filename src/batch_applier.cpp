@@ -238,6 +238,9 @@ void convert_identity(Chunk *c, int r) {
         values[i] = (Datum)0;
         if (m->columns[i].is_key || m->columns[i].is_order)
             convert_column(c, in, i, values, nulls);
+        if (m->columns[i].is_key && nulls[i]) // even when not listed in "required"
+            ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                            errmsg("conflict column value is missing: a record needs its key")));
     }
     c->column = nullptr;
 
@@ -385,13 +388,25 @@ Datum column_array(Chunk *c, int col, const int *subset, int n) {
                                               mc.type->typbyval, mc.type->typalign));
 }
 
+// A statement's parameters: one array per mapped column at most, plus a few.
 struct Params {
-    Datum values[FUNC_MAX_ARGS];
-    char nulls[FUNC_MAX_ARGS + 1];
+    Datum *values;
+    char *nulls;
     int count;
+    int capacity;
 };
 
+void params_init(Params *p, const Chunk *c) {
+    p->capacity = c->ncols + 4;
+    p->values = static_cast<Datum *>(palloc(sizeof(Datum) * p->capacity));
+    p->nulls = static_cast<char *>(palloc(p->capacity + 1));
+    p->count = 0;
+    p->nulls[0] = '\0';
+}
+
 void add_param(Params *p, Datum value) {
+    if (p->count >= p->capacity)
+        elog(ERROR, "sequin_upsert: too many statement parameters");
     p->values[p->count] = value;
     p->nulls[p->count] = ' ';
     p->count++;
@@ -448,6 +463,7 @@ void lookup_stored_versions(Chunk *c, int *subset, RecordFilter wanted) {
     if (n == 0)
         return;
     Params p;
+    params_init(&p, c);
     key_params(c, &p, subset, n, true, c->m->order_column >= 0, false);
     run_statement(c->m->lookup, &p, false, c->owner);
     for (uint64 row = 0; row < SPI_processed; row++) {
@@ -473,7 +489,7 @@ bool collection_has_tombstones(Chunk *c) {
     if (c->m->order_column < 0)
         return false;
     Params p;
-    p.count = 0;
+    params_init(&p, c);
     add_param(&p, CStringGetTextDatum(c->m->row.collection_id.c_str()));
     return run_statement(c->m->tomb_any, &p, true, c->owner) > 0;
 }
@@ -483,6 +499,7 @@ void skip_tombstoned(Chunk *c, int *subset) {
     if (n == 0 || !collection_has_tombstones(c))
         return;
     Params p;
+    params_init(&p, c);
     key_params(c, &p, subset, n, true, true, true);
     run_statement(c->m->tomb_lookup, &p, true, c->owner);
     for (uint64 row = 0; row < SPI_processed; row++) {
@@ -502,6 +519,7 @@ void skip_tombstoned(Chunk *c, int *subset) {
 // Runs one write for the records in subset; returns the rows it wrote.
 uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
     Params p;
+    params_init(&p, c);
     if (kind == WriteDelete) {
         key_params(c, &p, subset, n, false, c->m->order_column >= 0, false);
         uint64 deleted = run_statement(c->m->remove, &p, false, c->owner);

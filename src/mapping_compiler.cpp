@@ -39,6 +39,7 @@ struct TargetColumn {
 
 struct TargetIndex {
     bool primary;
+    bool deferrable;
     std::vector<AttrNumber> keys; // empty when the index cannot arbitrate ON CONFLICT
 };
 
@@ -67,7 +68,7 @@ TargetTable describe_target(Oid relid) {
         bool generated, identity_always;
     };
     struct RawIndex {
-        bool primary, usable;
+        bool primary, usable, deferrable;
         int nkeys;
         AttrNumber keys[INDEX_MAX_KEYS];
     };
@@ -112,7 +113,8 @@ TargetTable describe_target(Oid relid) {
             if (index->indisunique) {
                 RawIndex &r = raw_indexes[nindexes++];
                 r.primary = index->indisprimary;
-                r.usable = index->indisvalid && index->indimmediate &&
+                r.deferrable = !index->indimmediate;
+                r.usable = index->indisvalid &&
                            heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr) &&
                            heap_attisnull(tuple, Anum_pg_index_indpred, nullptr);
                 r.nkeys = index->indnkeyatts;
@@ -133,7 +135,7 @@ TargetTable describe_target(Oid relid) {
     }
     for (int i = 0; i < nindexes; i++) {
         const RawIndex &r = raw_indexes[i];
-        TargetIndex index{r.primary, {}};
+        TargetIndex index{r.primary, r.deferrable, {}};
         if (r.usable)
             index.keys.assign(r.keys, r.keys + r.nkeys);
         table.unique_indexes.push_back(index);
@@ -479,7 +481,9 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
             value_type_init(vt, target->type_oid, target->typmod, m->context);
             return vt;
         });
+        // unnest() would spread a composite over several columns: those travel as text too.
         c.param_as_text = c.type->kind == ConvKind::Array ||
+                          pg_guard([&] { return type_is_rowtype(target->type_oid); }) ||
                           !OidIsValid(pg_guard([&] { return get_array_type(target->type_oid); }));
         if (c.is_now && c.type->base_oid != TIMESTAMPOID && c.type->base_oid != TIMESTAMPTZOID &&
             c.type->base_oid != DATEOID)
@@ -533,17 +537,27 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
     if (!deferred_checks && !key_attnums.empty()) {
         std::vector<AttrNumber> wanted = key_attnums;
         std::sort(wanted.begin(), wanted.end());
-        bool backed = std::any_of(table.unique_indexes.begin(), table.unique_indexes.end(),
-                                  [&](const TargetIndex &index) {
-                                      std::vector<AttrNumber> keys = index.keys;
-                                      std::sort(keys.begin(), keys.end());
-                                      return keys == wanted;
-                                  });
+        auto covers_key = [&](const TargetIndex &index) {
+            std::vector<AttrNumber> keys = index.keys;
+            std::sort(keys.begin(), keys.end());
+            return keys == wanted;
+        };
+        bool backed = std::any_of(
+            table.unique_indexes.begin(), table.unique_indexes.end(),
+            [&](const TargetIndex &index) { return !index.deferrable && covers_key(index); });
         if (!backed)
             mapping_error(ERRCODE_INVALID_COLUMN_REFERENCE,
                           "conflict_columns (" + join_names(key_names) +
                               ") are not backed by a unique index or constraint of " +
                               table.display_name);
+        // ON CONFLICT takes every unique index on those columns as an arbiter.
+        for (const TargetIndex &index : table.unique_indexes)
+            if (index.deferrable && covers_key(index))
+                mapping_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                              "conflict_columns (" + join_names(key_names) + ") of " +
+                                  table.display_name +
+                                  " are covered by a deferrable unique constraint, which "
+                                  "INSERT ... ON CONFLICT cannot use");
     }
     for (int k : m->key_columns)
         operator_sql(m->columns[k].type->type_oid, TYPECACHE_EQ_OPR, m->columns[k].name,

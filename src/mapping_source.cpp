@@ -54,8 +54,10 @@ std::vector<std::pair<std::string, Source>> parse_columns(const std::string &jso
     nlohmann::json columns;
     try {
         columns = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::exception &e) {
-        throw SourceError(std::string("columns is not valid JSON: ") + e.what());
+    } catch (const nlohmann::json::exception &) {
+        // PostgreSQL accepted it as jsonb: what fails here is a number beyond a double.
+        throw SourceError("columns holds a number too large to read; sources are strings "
+                          "or arrays of strings");
     }
     if (!columns.is_object() || columns.empty())
         throw SourceError("columns must be a non-empty JSON object of target column -> source");

@@ -7,6 +7,7 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/backendid.h"
 #include "utils/builtins.h"
@@ -55,6 +56,10 @@ void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid
         add_plan = plan;
     }
     bool applied = delta.inserted + delta.updated + delta.deleted > 0;
+    // A mapped collection_id fits in an index (sequin.mappings has one on it); an unknown
+    // one from a record may not: its counters go under its first 200 bytes.
+    if (length > 200)
+        length = pg_mbcliplen(collection, length, 200);
     Datum args[8] = {PointerGetDatum(cstring_to_text_with_len(collection, length)),
                      Int32GetDatum(MyBackendId),
                      Int64GetDatum(delta.inserted),

@@ -44,6 +44,7 @@ SEQUIN_DEB_PACKAGES=(
     libtap-parser-sourcehandler-pgtap-perl # pg_prove
     make
     g++
+    python3 # the fuzz suite's generator
 )
 
 _sequin_log() { printf '[sequin] %s\n' "$*" >&2; }
