@@ -629,47 +629,51 @@ template <typename Fn> void run_lookups(Chunk *c, Fn &&lookups) {
                 fail_chunk_record(c, r, nullptr, error);
 }
 
+// Keys believed new: INSERT ... ON CONFLICT DO NOTHING counts exactly what it inserts. The
+// keys that turned out to exist (inserted meanwhile by another session) are looked up and
+// left to write_chunk() as updates, or skipped as stale. Returns how many were inserted.
+int64 insert_new_keys(Chunk *c, int *subset) {
+    int n = pending_records(c, subset, is_new_upsert);
+    if (n == 0)
+        return 0;
+    int64 inserted_before = c->counts->inserted;
+    write_records_in_key_order(c, WriteInsertNew, subset, n);
+    int64 inserted = c->counts->inserted - inserted_before;
+    int remaining = pending_records(c, subset, is_new_upsert); // inserted, or existing
+    if (inserted == remaining) {
+        for (int i = 0; i < remaining; i++)
+            c->state[subset[i]] = Done;
+        return inserted;
+    }
+    int64 skipped_before = c->counts->skipped;
+    run_lookups(c, [&] { lookup_stored_versions(c, subset, is_new_upsert); });
+    // The rows just inserted were found with their own version and marked skipped.
+    c->counts->skipped = skipped_before + (c->counts->skipped - skipped_before - inserted);
+    return inserted;
+}
+
 // Look-up first: skip stale records without writing, then insert, update and delete.
-void apply_looking_up_first(Chunk *c, int *subset) {
-    bool *was_upsert = static_cast<bool *>(palloc(c->n));
-    int upserts = 0;
-    for (int r = 0; r < c->n; r++)
-        upserts += was_upsert[r] = c->state[r] == Upsert;
+// Insert first (after chunks of mostly new keys, when the collection has no tombstones to
+// respect): INSERT ... DO NOTHING before any look-up, which a fresh load then never needs.
+void apply_chunk_records(Chunk *c, int *subset, bool insert_first) {
+    int upserts = pending_records(c, subset, is_upsert);
     run_lookups(c, [&] {
-        lookup_stored_versions(c, subset, is_pending);
-        skip_tombstoned(c, subset);
+        lookup_stored_versions(c, subset, insert_first ? is_delete : is_pending);
+        if (!insert_first)
+            skip_tombstoned(c, subset);
     });
     int existing = 0;
     for (int r = 0; r < c->n; r++)
-        existing += was_upsert[r] && c->exists[r];
+        existing += c->exists[r] && c->state[r] != Delete;
     convert_chunk(c, convert_values);
+    if (c->m->order_column >= 0) {
+        int64 inserted = insert_new_keys(c, subset);
+        if (insert_first)
+            existing = static_cast<int>(upserts - inserted);
+    }
     write_chunk(c, subset);
     // Mostly new keys (a fresh load): the next chunk inserts first.
     c->m->expect_new_keys = upserts > 0 && existing * 20 <= upserts;
-}
-
-// Insert first: INSERT ... ON CONFLICT DO NOTHING for every upsert, then look up only if
-// some keys turned out to exist. Used while chunks carry new keys (and the collection has
-// no tombstones to respect), it saves a fresh load the look-up.
-void apply_inserting_first(Chunk *c, int *subset) {
-    run_lookups(c, [&] { lookup_stored_versions(c, subset, is_delete); });
-    convert_chunk(c, convert_values);
-    int upserts = pending_records(c, subset, is_upsert);
-    int64 inserted_before = c->counts->inserted;
-    write_records_in_key_order(c, WriteInsertNew, subset, upserts);
-    int64 inserted = c->counts->inserted - inserted_before;
-    int remaining = pending_records(c, subset, is_upsert); // inserted or already stored
-    if (inserted < remaining) {
-        int64 skipped_before = c->counts->skipped;
-        run_lookups(c, [&] { lookup_stored_versions(c, subset, is_upsert); });
-        // The rows just inserted were found with their own version and marked skipped.
-        c->counts->skipped = skipped_before + (c->counts->skipped - skipped_before - inserted);
-    } else {
-        for (int i = 0; i < remaining; i++)
-            c->state[subset[i]] = Done;
-    }
-    write_chunk(c, subset);
-    c->m->expect_new_keys = remaining > 0 && inserted * 2 >= remaining;
 }
 
 void apply_chunk(Chunk *c) {
@@ -693,10 +697,7 @@ void apply_chunk(Chunk *c) {
         run_lookups(c, [&] { has_tombstones = collection_has_tombstones(c); });
         insert_first = !has_tombstones;
     }
-    if (insert_first)
-        apply_inserting_first(c, subset);
-    else
-        apply_looking_up_first(c, subset);
+    apply_chunk_records(c, subset, insert_first);
 }
 
 // Records of one collection, in input order.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Several clients upsert overlapping keys (4 of 20 per call, in random order) with versions
 # in random order (pgbench, a few seconds): no client sees an error (no deadlock: rows are
-# written in key order), and every key ends at its highest version.
+# written in key order), every key ends at its highest version, and sequin.stats counts
+# exactly what happened. Then the same load with sequin.track_stats off and on again:
+# the throughputs are printed (a figure, not a test).
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -34,7 +36,6 @@ INSERT INTO public.sent VALUES ('key' || :k1, :v1), ('key' || :k2, :v2), ('key' 
 PGB
 out=$(pgbench -n -c 4 -j 2 -T 4 -f "$script" $db 2>&1)
 rc=$?
-rm -f "$script"
 tap_ok "pgbench clients ran without errors" test $rc -eq 0
 failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
 tap_ok "no client saw an error (failed transactions: ${failed:-0})" test "${failed:-0}" -eq 0
@@ -44,5 +45,24 @@ wrong=$(psql_q -d $db -c "SELECT count(*) FROM (SELECT id, max(v) AS v FROM publ
                           FULL JOIN public.items i USING (id)
                           WHERE i.v IS DISTINCT FROM s.v OR i.payload IS DISTINCT FROM 'p' || s.v")
 tap_ok "every key holds its highest version ($wrong wrong)" test "$wrong" = 0
+# Counts: every key inserted once; every record counted once.
+counts=$(psql_q -d $db -c "SELECT s.inserted = (SELECT count(*) FROM public.items)
+                                  AND s.inserted + s.updated + s.deleted + s.skipped = (SELECT count(*) FROM public.sent)
+                                  AND s.failed = 0
+                           FROM sequin.stats s WHERE s.collection_id = 'items'")
+tap_ok "sequin.stats counted every record once under concurrency" test "$counts" = t
+[[ $counts == t ]] || psql_q -d $db -c "SELECT *, (SELECT count(*) FROM public.items) AS rows, (SELECT count(*) FROM public.sent) AS sent FROM sequin.stats" | sed "s/^/# /"
+
+# Throughput with and without the counters (each backend updates its own counter rows).
+tps() { # extra PGOPTIONS
+    PGOPTIONS="$1" pgbench -n -c 4 -j 2 -T 3 -f "$script" $db 2>&1 |
+        grep -Eo 'tps = [0-9.]+' | head -1 | grep -Eo '[0-9.]+'
+}
+on1=$(tps "-c sequin.track_stats=on")
+off=$(tps "-c sequin.track_stats=off")
+on2=$(tps "-c sequin.track_stats=on")
+echo "# throughput, 4 clients: stats on ${on1:-?} calls/s, off ${off:-?}, on again ${on2:-?}" \
+    "(on/off: $(awk -v a="${on1:-0}" -v b="${on2:-0}" -v o="${off:-1}" 'BEGIN { printf "%.3f", (a + b) / 2 / o }'))"
+rm -f "$script"
 PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE $db"
 tap_done
