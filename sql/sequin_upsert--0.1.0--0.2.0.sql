@@ -4,7 +4,10 @@
 
 -- One row per collection and backend slot: each backend adds to its own rows, so
 -- concurrent writers never wait on a shared counter. Written by the extension's code only.
-CREATE TABLE sequin.stats_counters (
+-- Unlogged, like PostgreSQL's own statistics: counting writes no WAL, so a call that only
+-- skips stale records still commits without waiting for a WAL flush (and the counters
+-- restart from zero after a crash).
+CREATE UNLOGGED TABLE sequin.stats_counters (
     collection_id text NOT NULL,
     backend_slot  int NOT NULL,
     inserted      bigint NOT NULL DEFAULT 0,
