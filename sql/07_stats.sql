@@ -10,13 +10,18 @@ SELECT * FROM sequin.sequin_upsert('[{"id": "a", "collection_id": "sts", "update
 SELECT * FROM sequin.sequin_upsert('[{"id": "a", "collection_id": "sts", "updated_idx": 2},
                                      {"id": "b", "collection_id": "sts", "updated_idx": 1},
                                      {"id": "b", "collection_id": "sts", "updated_idx": 3, "deleted": true}]');
--- A failed call counts nothing (it is rolled back); failed staging rows are counted.
+-- A failed call counts nothing; failed staging rows are counted.
 SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "c", "collection_id": "sts", "updated_idx": 1, "data": {"n": "x"}}')$$);
 INSERT INTO sequin.staging (record) VALUES ('{"id": "c", "collection_id": "sts", "updated_idx": 1, "data": {"n": "x"}}'),
                                            ('{"id": "d", "collection_id": "sts.unknown"}');
 SELECT collection_id, inserted, updated, deleted, skipped, failed, last_applied IS NOT NULL AS applied
   FROM sequin.stats WHERE collection_id LIKE 'sts%' ORDER BY 1;
 DELETE FROM sequin.staging;
+-- Like PostgreSQL's statistics, counting is not transactional: a rolled-back call stays counted.
+BEGIN;
+SELECT * FROM sequin.sequin_upsert('{"id": "rolled-back", "collection_id": "sts", "updated_idx": 1}');
+ROLLBACK;
+SELECT inserted FROM sequin.stats WHERE collection_id = 'sts';
 -- Turned off, nothing is counted.
 SET sequin.track_stats = off;
 SELECT * FROM sequin.sequin_upsert('{"id": "e", "collection_id": "sts", "updated_idx": 1}');

@@ -4,9 +4,9 @@
 
 -- One row per collection and backend slot: each backend adds to its own rows, so
 -- concurrent writers never wait on a shared counter. Written by the extension's code only.
--- Unlogged, like PostgreSQL's own statistics: counting writes no WAL, so a call that only
--- skips stale records still commits without waiting for a WAL flush (and the counters
--- restart from zero after a crash).
+-- Like PostgreSQL's own statistics, the counters are unlogged (they restart from zero
+-- after a crash) and not transactional: a backend adds to its row in place, so counting
+-- needs no transaction id and writes no WAL.
 CREATE UNLOGGED TABLE sequin.stats_counters (
     collection_id text NOT NULL,
     backend_slot  int NOT NULL,
@@ -15,7 +15,7 @@ CREATE UNLOGGED TABLE sequin.stats_counters (
     deleted       bigint NOT NULL DEFAULT 0,
     skipped       bigint NOT NULL DEFAULT 0,
     failed        bigint NOT NULL DEFAULT 0,
-    last_applied  timestamptz,
+    last_applied  timestamptz NOT NULL DEFAULT '-infinity', -- fixed width: updated in place
     PRIMARY KEY (collection_id, backend_slot)
 ) WITH (fillfactor = 50);
 REVOKE ALL ON sequin.stats_counters FROM PUBLIC;
@@ -29,7 +29,8 @@ SELECT coalesce(m.collection_id, c.collection_id) AS collection_id,
   FROM sequin.mappings AS m
   FULL JOIN (SELECT collection_id, sum(inserted)::bigint AS inserted, sum(updated)::bigint AS updated,
                     sum(deleted)::bigint AS deleted, sum(skipped)::bigint AS skipped,
-                    sum(failed)::bigint AS failed, max(last_applied) AS last_applied
+                    sum(failed)::bigint AS failed,
+                    nullif(max(last_applied), '-infinity') AS last_applied
                FROM sequin.stats_counters GROUP BY collection_id) AS c
     ON c.collection_id = m.collection_id;
 GRANT SELECT ON sequin.stats TO PUBLIC;
