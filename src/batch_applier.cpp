@@ -73,7 +73,7 @@ struct Chunk {
 // How often a statement chosen as a deadlock victim runs again before the call fails.
 constexpr int kDeadlockRetries = 5;
 
-enum WriteKind { WriteInsert, WriteUpdate, WriteDelete, WriteInsertNew };
+enum WriteKind { WriteInsert, WriteUpdate, WriteDelete, WriteInsertNew, WriteInsertPlain };
 
 // A deadlock victim at READ COMMITTED: rolling back the statement's subtransaction frees
 // its locks, and the statement can simply run again (with a new snapshot).
@@ -535,8 +535,10 @@ uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
             add_param(&p, column_array(c, i, subset, n));
     // Rows known to exist go through the same INSERT ... ON CONFLICT as new ones: it visits
     // them in input (key) order, where an UPDATE ... FROM may follow its join's order.
-    return run_statement(kind == WriteInsertNew ? c->m->insert_new : c->m->upsert, &p, false,
-                         c->owner);
+    const PreparedStatement &s = kind == WriteInsertNew     ? c->m->insert_new
+                                 : kind == WriteInsertPlain ? c->m->insert_plain
+                                                            : c->m->upsert;
+    return run_statement(s, &p, false, c->owner);
 }
 
 // Writes in a subtransaction; a failing write is split in halves down to the bad record.
@@ -558,6 +560,7 @@ void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
     if (!error) {
         ApplyCounts *counts = c->counts;
         switch (kind) {
+        case WriteInsertPlain:
         case WriteInsertNew: // the caller accounts for the keys that were not new
             counts->inserted += written;
             return;
@@ -636,6 +639,20 @@ int64 insert_new_keys(Chunk *c, int *subset) {
     int n = pending_records(c, subset, is_new_upsert);
     if (n == 0)
         return 0;
+    // A plain INSERT skips ON CONFLICT's probe of the index before each row (the unique
+    // check of the insertion itself remains). If any key does exist after all, it fails
+    // as a whole and the records take the ON CONFLICT path below.
+    qsort_arg(subset, n, sizeof(int), compare_keys, c);
+    uint64 written = 0;
+    ErrorData *error =
+        try_in_subtransaction([&] { written = execute_write(c, WriteInsertPlain, subset, n); });
+    if (!error) {
+        c->counts->inserted += written;
+        for (int i = 0; i < n; i++)
+            c->state[subset[i]] = Done;
+        return written;
+    }
+    FreeErrorData(error);
     int64 inserted_before = c->counts->inserted;
     write_records_in_key_order(c, WriteInsertNew, subset, n);
     int64 inserted = c->counts->inserted - inserted_before;

@@ -316,9 +316,9 @@ class StatementBuilder {
             excluded_set = key + " = EXCLUDED." + key;
         }
         std::string from = rows_from(params) + " AS u(" + aliases + ")";
-        std::string insert = "INSERT INTO " + m_.target_name + " AS t (" + insert_cols +
-                             ") SELECT " + select_list + " FROM " + from + " ON CONFLICT (" +
-                             conflict + ") DO ";
+        std::string plain = "INSERT INTO " + m_.target_name + " AS t (" + insert_cols +
+                            ") SELECT " + select_list + " FROM " + from;
+        std::string insert = plain + " ON CONFLICT (" + conflict + ") DO ";
         s.sql = insert + "UPDATE SET " + excluded_set;
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
@@ -326,6 +326,9 @@ class StatementBuilder {
             m_.insert_new.sql = insert + "NOTHING";
             m_.insert_new.arg_types = s.arg_types;
             m_.insert_new.arg_descriptions = s.arg_descriptions;
+            m_.insert_plain.sql = plain;
+            m_.insert_plain.arg_types = s.arg_types;
+            m_.insert_plain.arg_descriptions = s.arg_descriptions;
         }
     }
 
@@ -412,7 +415,8 @@ std::string join_names(const std::vector<std::string> &names) {
 CompiledMapping::~CompiledMapping() {
     // Only freeing: neither call raises.
     for (PreparedStatement *s :
-         {&lookup, &upsert, &insert_new, &remove, &tomb_any, &tomb_lookup, &tomb_upsert})
+         {&lookup, &upsert, &insert_new, &insert_plain, &remove, &tomb_any, &tomb_lookup,
+          &tomb_upsert})
         if (s->plan)
             SPI_freeplan(s->plan);
     if (context)
@@ -609,8 +613,8 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         StatementBuilder(*m).build();
         if (prepare_statements)
             for (PreparedStatement *s :
-                 {&m->lookup, &m->upsert, &m->insert_new, &m->remove, &m->tomb_any,
-                  &m->tomb_lookup, &m->tomb_upsert})
+                 {&m->lookup, &m->upsert, &m->insert_new, &m->insert_plain, &m->remove,
+                  &m->tomb_any, &m->tomb_lookup, &m->tomb_upsert})
                 prepare(*s);
     }
     return m;

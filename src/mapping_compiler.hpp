@@ -72,6 +72,7 @@ struct CompiledMapping {
     PreparedStatement lookup;      // stored versions of a batch's keys (caller's rights)
     PreparedStatement upsert;      // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
     PreparedStatement insert_new;  // INSERT ... ON CONFLICT DO NOTHING, keys believed new
+    PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
     PreparedStatement remove;      // DELETE ... USING unnest (caller's rights)
     PreparedStatement tomb_any;    // does the collection have tombstones at all (extension owner)
     PreparedStatement tomb_lookup; // tombstones newer than a batch (extension owner)

@@ -195,7 +195,9 @@ Datum sequin_explain_mapping(PG_FUNCTION_ARGS) {
         {"tombstone lookup: keys deleted at a newer version", "extension owner", &m->tomb_lookup},
         {"insert or update (new keys, then keys stored with an older version)", "caller",
          &m->upsert},
-        {"insert first: when recent chunks had only new keys", "caller", &m->insert_new},
+        {"insert new keys, tried first (fails as a whole if one exists)", "caller",
+         &m->insert_plain},
+        {"insert new keys, when the plain insert failed", "caller", &m->insert_new},
         {"delete", "caller", &m->remove},
         {"tombstones for deletes", "extension owner", &m->tomb_upsert},
     };

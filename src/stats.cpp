@@ -54,7 +54,9 @@ bool add_in_place(Oid relid, text *collection, const sequin::ApplyCounts &delta,
     ScanKeyData keys[2];
     ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
     ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(MyBackendId));
-    SysScanDesc scan = systable_beginscan(rel, index, true, GetLatestSnapshot(), 2, keys);
+    // Only this backend writes the row: committed rows and our own changes are all it
+    // needs to see, and SnapshotSelf sees just those without taking a snapshot.
+    SysScanDesc scan = systable_beginscan(rel, index, true, SnapshotSelf, 2, keys);
     HeapTuple found = systable_getnext(scan);
     bool updated = HeapTupleIsValid(found);
     if (updated) {
