@@ -1,14 +1,19 @@
 // The applier. For each collection in a batch, in chunks of sequin.batch_size records:
-//   1. convert every record's mapped values (the record's JSON walked in place);
+//   1. convert each record's key and version (the record's JSON walked in place);
 //   2. keep one record per key: the newest version (array order without an order column);
 //   3. look up the stored versions of the chunk's keys in one statement, and skip stale
-//      records before writing anything (a replay is read-only);
+//      records before converting or writing anything else (a replay is read-only);
 //   4. check tombstones for keys that are not stored, so a late record cannot resurrect a
 //      deleted row;
-//   5. write inserts, updates and deletes with one prepared statement each, fed with arrays.
-// Writes run in a subtransaction per statement; when one fails, it is split in halves until
-// the failing record is found: Atomic mode raises its error, Isolate mode reports it and
-// applies the rest. C-shaped code: no objects with destructors live in these frames.
+//   5. convert the other values of the records that remain, and write them with prepared
+//      statements fed with one array per column: new keys by a plain INSERT (or, if one
+//      exists after all, INSERT ... ON CONFLICT DO NOTHING), stored keys by INSERT ... ON
+//      CONFLICT DO UPDATE guarded by the version, deletes by DELETE ... USING.
+// After a chunk of new keys (a fresh load) the next chunk skips steps 3 and 4 and inserts
+// first, when the collection has no tombstones. Writes run in a subtransaction per
+// statement; when one fails, it is split in halves until the failing record is found:
+// Atomic mode raises its error, Isolate mode reports it and applies the rest.
+// C-shaped code: no objects with destructors live in these frames.
 #include "batch_applier.hpp"
 #include "bookkeeping.hpp"
 #include "json_path.hpp"
@@ -442,8 +447,8 @@ uint64 run_statement(const PreparedStatement &s, Params *p, bool as_owner, Oid o
 
 // ---- 3./4. look-ups -------------------------------------------------------------------
 
+// Collects the records that wanted() selects into subset; returns how many.
 int pending_records(Chunk *c, int *subset, bool (*wanted)(Chunk *, int)) {
-    // (declared before the filters that callers pass)
     int n = 0;
     for (int r = 0; r < c->n; r++)
         if (wanted(c, r))
