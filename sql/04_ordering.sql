@@ -98,6 +98,15 @@ SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', id
                  (9, 'k3', 9), (10, 'k4', 1), (11, 'n1', 0), (12, 'z1', 1))   -- 1 newer, 1 equal, 1 stale, 1 new
          AS r(n, id, v)));
 SELECT * FROM ord.chunks ORDER BY id;
+-- After a chunk that updated stored keys the next chunk upserts first (one INSERT ... ON
+-- CONFLICT DO UPDATE whose RETURNING tells new rows from updated ones): same counts.
+SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', id, 'collection_id', 'ord:chunks',
+        'updated_idx', v, 'data', jsonb_build_object('name', id || '@' || v)) ORDER BY n)
+    FROM (VALUES (1, 'k1', 10), (2, 'k2', 10), (3, 'k3', 10), (4, 'k4', 10),  -- all stored, newer
+                 (5, 'n1', 10), (6, 'n2', 0), (7, 'z2', 1), (8, 'k1', 10),    -- newer, stale, new, equal
+                 (9, 'z1', 5))                                                -- newer
+         AS r(n, id, v)));
+SELECT * FROM ord.chunks ORDER BY id;
 RESET sequin.batch_size;
 
 -- Errors are atomic: nothing of a failing call stays written.

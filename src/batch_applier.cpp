@@ -70,6 +70,7 @@ struct Chunk {
     int *key_len;
     StringInfoData key_scratch; // builds one record's key at a time
     int next;               // conversion progress (survives a longjmp: lives in memory)
+    uint64 returned_new;    // WriteUpsertCounting: rows that RETURNING says were inserted
     const char *column;     // column being converted, for messages
     Oid owner;              // extension owner, for bookkeeping statements
 };
@@ -78,7 +79,14 @@ struct Chunk {
 // How often a statement chosen as a deadlock victim runs again before the call fails.
 constexpr int kDeadlockRetries = 5;
 
-enum WriteKind { WriteInsert, WriteUpdate, WriteDelete, WriteInsertNew, WriteInsertPlain };
+enum WriteKind {
+    WriteInsert,
+    WriteUpdate,
+    WriteDelete,
+    WriteInsertNew,
+    WriteInsertPlain,
+    WriteUpsertCounting // inserted rows counted from RETURNING, the rest updated
+};
 
 // A deadlock victim at READ COMMITTED: rolling back the statement's subtransaction frees
 // its locks, and the statement can simply run again (with a new snapshot).
@@ -540,10 +548,21 @@ uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
             add_param(&p, column_array(c, i, subset, n));
     // Rows known to exist go through the same INSERT ... ON CONFLICT as new ones: it visits
     // them in input (key) order, where an UPDATE ... FROM may follow its join's order.
-    const PreparedStatement &s = kind == WriteInsertNew     ? c->m->insert_new
-                                 : kind == WriteInsertPlain ? c->m->insert_plain
-                                                            : c->m->upsert;
-    return run_statement(s, &p, false, c->owner);
+    const PreparedStatement &s = kind == WriteInsertNew        ? c->m->insert_new
+                                 : kind == WriteInsertPlain    ? c->m->insert_plain
+                                 : kind == WriteUpsertCounting ? c->m->upsert_returning
+                                                               : c->m->upsert;
+    uint64 written = run_statement(s, &p, false, c->owner);
+    if (kind == WriteUpsertCounting) {
+        c->returned_new = 0;
+        for (uint64 row = 0; row < SPI_processed; row++) {
+            bool isnull;
+            c->returned_new += DatumGetBool(
+                SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+        }
+        SPI_freetuptable(SPI_tuptable);
+    }
+    return written;
 }
 
 // Writes in a subtransaction; a failing write is split in halves down to the bad record.
@@ -574,6 +593,10 @@ void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
             break;
         case WriteUpdate:
             counts->updated += written;
+            break;
+        case WriteUpsertCounting:
+            counts->inserted += c->returned_new;
+            counts->updated += written - c->returned_new;
             break;
         case WriteDelete:
             counts->deleted += written;
@@ -674,28 +697,54 @@ int64 insert_new_keys(Chunk *c, int *subset) {
     return inserted;
 }
 
-// Look-up first: skip stale records without writing, then insert, update and delete.
-// Insert first (after chunks of mostly new keys, when the collection has no tombstones to
-// respect): INSERT ... DO NOTHING before any look-up, which a fresh load then never needs.
-void apply_chunk_records(Chunk *c, int *subset, bool insert_first) {
+// How a chunk is applied, chosen from what the previous chunk of the collection was like:
+//   LookUpFirst: look up stored versions (and tombstones) first; stale records are skipped
+//     without writing (a replay is read-only); then insert, update and delete.
+//   InsertFirst (the last chunk had mostly new keys: a fresh load): insert before looking
+//     anything up; only keys that turn out to exist are looked up.
+//   UpsertFirst (the last chunk mostly updated stored keys): one INSERT ... ON CONFLICT DO
+//     UPDATE for all upserts, whose RETURNING tells inserted rows from updated ones.
+// The two shortcuts skip the tombstone check, so they are used only while the collection
+// has no tombstones; deletes are always looked up first.
+enum class Strategy { LookUpFirst, InsertFirst, UpsertFirst };
+
+void apply_chunk_records(Chunk *c, int *subset, Strategy strategy) {
+    CompiledMapping *m = c->m;
     int upserts = pending_records(c, subset, is_upsert);
     run_lookups(c, [&] {
-        lookup_stored_versions(c, subset, insert_first ? is_delete : is_pending);
-        if (!insert_first)
+        lookup_stored_versions(c, subset,
+                               strategy == Strategy::LookUpFirst ? is_pending : is_delete);
+        if (strategy == Strategy::LookUpFirst)
             skip_tombstoned(c, subset);
     });
-    int existing = 0;
+    int existing = 0, newer = 0;
     for (int r = 0; r < c->n; r++)
-        existing += c->exists[r] && c->state[r] != Delete;
+        if (c->exists[r] && c->state[r] != Delete) {
+            existing++;
+            newer += c->newer[r];
+        }
     convert_chunk(c, convert_values);
-    if (c->m->order_column >= 0) {
+    if (strategy == Strategy::UpsertFirst) {
+        int n = pending_records(c, subset, is_upsert);
+        int64 updated_before = c->counts->updated;
+        write_records_in_key_order(c, WriteUpsertCounting, subset, n);
+        for (int i = 0; i < n; i++)
+            if (c->state[subset[i]] == Upsert)
+                c->state[subset[i]] = Done;
+        existing = newer = static_cast<int>(c->counts->updated - updated_before);
+    } else if (m->order_column >= 0) {
         int64 inserted = insert_new_keys(c, subset);
-        if (insert_first)
+        if (strategy == Strategy::InsertFirst)
             existing = static_cast<int>(upserts - inserted);
     }
     write_chunk(c, subset);
-    // Mostly new keys (a fresh load): the next chunk inserts first.
-    c->m->expect_new_keys = upserts > 0 && existing * 20 <= upserts;
+    using Expect = CompiledMapping::Expect;
+    if (upserts > 0 && existing * 20 <= upserts && m->order_column >= 0)
+        m->expect = Expect::NewKeys;
+    else if (upserts > 0 && newer * 20 >= upserts * 19 && !m->upsert_returning.sql.empty())
+        m->expect = Expect::StoredKeys;
+    else
+        m->expect = Expect::Mixed;
 }
 
 void apply_chunk(Chunk *c) {
@@ -713,13 +762,17 @@ void apply_chunk(Chunk *c) {
 
     convert_chunk(c, convert_identity);
     keep_newest_per_key(c);
-    bool insert_first = c->m->expect_new_keys && c->m->order_column >= 0;
-    if (insert_first) {
+    Strategy strategy = c->m->expect == CompiledMapping::Expect::NewKeys ? Strategy::InsertFirst
+                        : c->m->expect == CompiledMapping::Expect::StoredKeys
+                            ? Strategy::UpsertFirst
+                            : Strategy::LookUpFirst;
+    if (strategy != Strategy::LookUpFirst) {
         bool has_tombstones = false;
         run_lookups(c, [&] { has_tombstones = collection_has_tombstones(c); });
-        insert_first = !has_tombstones;
+        if (has_tombstones)
+            strategy = Strategy::LookUpFirst;
     }
-    apply_chunk_records(c, subset, insert_first);
+    apply_chunk_records(c, subset, strategy);
 }
 
 // Records of one collection, in input order.

@@ -323,6 +323,15 @@ class StatementBuilder {
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
             s.sql += " WHERE " + order_guard("t." + col, "EXCLUDED." + col);
+        }
+        // xmax is 0 in a row just inserted, and the updater's id in one just updated. A
+        // partitioned table cannot return system columns: it always looks up first.
+        if (!m_.target_partitioned) {
+            m_.upsert_returning.sql = s.sql + " RETURNING (t.xmax OPERATOR(pg_catalog.=) 0)";
+            m_.upsert_returning.arg_types = s.arg_types;
+            m_.upsert_returning.arg_descriptions = s.arg_descriptions;
+        }
+        if (m_.order_column >= 0) {
             m_.insert_new.sql = insert + "NOTHING";
             m_.insert_new.arg_types = s.arg_types;
             m_.insert_new.arg_descriptions = s.arg_descriptions;
@@ -415,8 +424,8 @@ std::string join_names(const std::vector<std::string> &names) {
 CompiledMapping::~CompiledMapping() {
     // Only freeing: neither call raises.
     for (PreparedStatement *s :
-         {&lookup, &upsert, &insert_new, &insert_plain, &remove, &tomb_any, &tomb_lookup,
-          &tomb_upsert})
+         {&lookup, &upsert, &upsert_returning, &insert_new, &insert_plain, &remove, &tomb_any,
+          &tomb_lookup, &tomb_upsert})
         if (s->plan)
             SPI_freeplan(s->plan);
     if (context)
@@ -445,6 +454,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
 
     TargetTable table = describe_target(row.target_table);
     m->target_name = table.qualified_name;
+    m->target_partitioned = table.relkind == RELKIND_PARTITIONED_TABLE;
     if (table.relkind != RELKIND_RELATION && table.relkind != RELKIND_PARTITIONED_TABLE)
         mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
                       "target " + table.display_name + " is not a table");
@@ -613,8 +623,8 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         StatementBuilder(*m).build();
         if (prepare_statements)
             for (PreparedStatement *s :
-                 {&m->lookup, &m->upsert, &m->insert_new, &m->insert_plain, &m->remove,
-                  &m->tomb_any, &m->tomb_lookup, &m->tomb_upsert})
+                 {&m->lookup, &m->upsert, &m->upsert_returning, &m->insert_new,
+                  &m->insert_plain, &m->remove, &m->tomb_any, &m->tomb_lookup, &m->tomb_upsert})
                 prepare(*s);
     }
     return m;

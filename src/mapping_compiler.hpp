@@ -61,6 +61,7 @@ struct PreparedStatement {
 struct CompiledMapping {
     MappingRow row;
     std::string target_name; // quoted, schema-qualified
+    bool target_partitioned = false;
     std::vector<MappedColumn> columns;
     std::vector<int> key_columns; // indexes into columns
     int order_column = -1;        // index into columns, or -1
@@ -71,6 +72,7 @@ struct CompiledMapping {
     // The applier's statements (see mapping_compiler.cpp for their shapes).
     PreparedStatement lookup;      // stored versions of a batch's keys (caller's rights)
     PreparedStatement upsert;      // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
+    PreparedStatement upsert_returning; // the same, RETURNING whether each row was new
     PreparedStatement insert_new;  // INSERT ... ON CONFLICT DO NOTHING, keys believed new
     PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
     PreparedStatement remove;      // DELETE ... USING unnest (caller's rights)
@@ -78,9 +80,10 @@ struct CompiledMapping {
     PreparedStatement tomb_lookup; // tombstones newer than a batch (extension owner)
     PreparedStatement tomb_upsert; // record tombstones (extension owner)
 
-    // Insert-first: after a chunk of mostly new keys, the next chunk tries INSERT ... DO
-    // NOTHING before looking anything up (a fresh load then skips the look-up).
-    bool expect_new_keys = false;
+    // What the last chunk's keys were, which decides how the next chunk is applied:
+    // mostly new (insert first), mostly stored with older versions (upsert first), or
+    // anything else (look up first). See batch_applier.cpp.
+    enum class Expect { Mixed, NewKeys, StoredKeys } expect = Expect::Mixed;
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches
     bool stale = false;
