@@ -270,3 +270,24 @@ tap_done() {
     ((SEQUIN_TAP_FAILED == 0)) || exit 1
     exit 0
 }
+
+# Fault tests: kill -9 the backend whose query matches LIKE pattern $1, after $2 seconds
+# of running, then wait until the server has recovered and database $3 answers. Prints the
+# killed backend's pid (empty when none was found).
+kill9_backend_running() { # like-pattern delay db
+    local pid='' _
+    for _ in $(seq 1 100); do
+        pid=$(psql_q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE query LIKE '$1' AND pid <> pg_backend_pid() LIMIT 1")
+        [[ -n $pid ]] && break
+        sleep 0.1
+    done
+    sleep "$2"
+    [[ -n $pid ]] && kill -9 "$pid"
+    echo "$pid"
+}
+wait_recovered() { # db
+    local _
+    wait_ready 60 >/dev/null 2>&1 || true
+    for _ in $(seq 1 50); do psql_q -d "$1" -c "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.2; done
+    return 1
+}

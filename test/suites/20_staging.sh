@@ -56,17 +56,9 @@ if cluster_is_ours && [[ -n ${SEQUIN_PGDATA:-} ]]; then
                          FROM generate_series(1, 600000) i) TO '$work/big.jsonl'"
     psql_q -d $db -c "\copy sequin.staging(record) FROM '$work/big.jsonl' $copy_opts" >/dev/null 2>&1 &
     copier=$!
-    pid=''
-    for _ in $(seq 1 100); do
-        pid=$(psql_q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY%staging%' AND pid <> pg_backend_pid() LIMIT 1")
-        [[ -n $pid ]] && break
-        sleep 0.1
-    done
-    sleep 1.5
-    [[ -n $pid ]] && kill -9 "$pid"
+    pid=$(kill9_backend_running 'COPY%staging%' 1.5)
     wait "$copier"
-    wait_ready 60 >/dev/null 2>&1 || sleep 5
-    for _ in $(seq 1 50); do psql_q -d $db -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+    wait_recovered $db
     state=$(psql_q -d $db -c "SELECT (SELECT count(*) FROM sequin.staging) || ':' || (SELECT count(*) FROM public.subs)")
     tap_ok "killed COPY (backend $pid): neither half-applied records nor half-staged rows ($state)" test "$state" = "0:0"
     psql_q -d $db -c "\copy sequin.staging(record) FROM '$work/records.jsonl' $copy_opts" >/dev/null

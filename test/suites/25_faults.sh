@@ -24,17 +24,9 @@ for round in 1 2; do
         'id', 'r$round-' || i, 'collection_id', 'subs', 'updated_idx', 1, 'data', jsonb_build_object('quantity', i % 100)))
         FROM generate_series(1, 400000) AS i))" >/dev/null 2>&1 &
     caller=$!
-    pid=''
-    for _ in $(seq 1 100); do
-        pid=$(psql_q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE query LIKE '%sequin_upsert((SELECT%' AND pid <> pg_backend_pid() LIMIT 1")
-        [[ -n $pid ]] && break
-        sleep 0.1
-    done
-    sleep "0.$((round * 4))"
-    [[ -n $pid ]] && kill -9 "$pid"
+    pid=$(kill9_backend_running '%sequin_upsert((SELECT%' "0.$((round * 4))")
     wait "$caller"
-    wait_ready 60 >/dev/null 2>&1 || true
-    for _ in $(seq 1 50); do psql_q -d $db -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+    wait_recovered $db
     rows=$(psql_q -d $db -c "SELECT count(*) FROM public.subs WHERE id LIKE 'r$round-%'")
     tap_ok "round $round: sequin_upsert killed (backend ${pid:-none}) left all or none of its rows ($rows)" \
         test "$rows" = 0 -o "$rows" = 400000
