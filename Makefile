@@ -44,9 +44,12 @@ include $(PGXS)
 -include $(OBJS:.o=.d)
 
 format:
-	clang-format -i src/*.cpp src/*.hpp
+	clang-format -i src/*.cpp src/*.hpp test/libfuzzer/*.cpp
 
-.PHONY: format
+format-check:
+	clang-format --dry-run --Werror src/*.cpp src/*.hpp test/libfuzzer/*.cpp
+
+.PHONY: format format-check
 
 # The regression suite with every backend under valgrind (slow: minutes).
 valgrind-check:

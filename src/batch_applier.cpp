@@ -69,10 +69,10 @@ struct Chunk {
     char **key;
     int *key_len;
     StringInfoData key_scratch; // builds one record's key at a time
-    int next;               // conversion progress (survives a longjmp: lives in memory)
-    uint64 returned_new;    // WriteUpsertCounting: rows that RETURNING says were inserted
-    const char *column;     // column being converted, for messages
-    Oid owner;              // extension owner, for bookkeeping statements
+    int next;                   // conversion progress (survives a longjmp: lives in memory)
+    uint64 returned_new;        // WriteUpsertCounting: rows that RETURNING says were inserted
+    const char *column;         // column being converted, for messages
+    Oid owner;                  // extension owner, for bookkeeping statements
 };
 
 // Kinds of write, each one prepared statement (deletes also write tombstones).
@@ -163,8 +163,8 @@ char *describe_failure(const InputRecord &in, const char *column, const char *re
 }
 
 // A record failed: Atomic raises (error's SQLSTATE and detail kept), Isolate reports it.
-void fail_record(const InputRecord &in, const char *column, ErrorData *error,
-                 ApplyMode mode, FailureCallback on_failure, void *arg, ApplyCounts *counts) {
+void fail_record(const InputRecord &in, const char *column, ErrorData *error, ApplyMode mode,
+                 FailureCallback on_failure, void *arg, ApplyCounts *counts) {
     char *message = describe_failure(in, column, error->message ? error->message : "error");
     if (mode == ApplyMode::Atomic) {
         error->message = message;
@@ -397,8 +397,8 @@ Datum column_array(Chunk *c, int col, const int *subset, int n) {
         return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds, TEXTOID,
                                                   -1, false, TYPALIGN_INT));
     return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds,
-                                              mc.type->type_oid, mc.type->typlen,
-                                              mc.type->typbyval, mc.type->typalign));
+                                              mc.type->type_oid, mc.type->typlen, mc.type->typbyval,
+                                              mc.type->typalign));
 }
 
 // A statement's parameters: one array per mapped column at most, plus a few.
@@ -464,10 +464,18 @@ int pending_records(Chunk *c, int *subset, bool (*wanted)(Chunk *, int)) {
     return n;
 }
 
-bool is_pending(Chunk *c, int r) { return c->state[r] == Upsert || c->state[r] == Delete; }
-bool is_upsert(Chunk *c, int r) { return c->state[r] == Upsert; }
-bool is_delete(Chunk *c, int r) { return c->state[r] == Delete; }
-bool is_new_upsert(Chunk *c, int r) { return c->state[r] == Upsert && !c->exists[r]; }
+bool is_pending(Chunk *c, int r) {
+    return c->state[r] == Upsert || c->state[r] == Delete;
+}
+bool is_upsert(Chunk *c, int r) {
+    return c->state[r] == Upsert;
+}
+bool is_delete(Chunk *c, int r) {
+    return c->state[r] == Delete;
+}
+bool is_new_upsert(Chunk *c, int r) {
+    return c->state[r] == Upsert && !c->exists[r];
+}
 typedef bool (*RecordFilter)(Chunk *c, int r);
 
 // Marks which of the wanted records' keys are stored, and skips those that are stale.
@@ -572,8 +580,7 @@ void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
     uint64 written = 0;
     ErrorData *error = nullptr;
     for (int attempt = 1; attempt <= kDeadlockRetries; attempt++) {
-        error = try_in_subtransaction([&] { written = execute_write(c, kind, subset, n); },
-                                      true);
+        error = try_in_subtransaction([&] { written = execute_write(c, kind, subset, n); }, true);
         if (!error || !is_retryable_deadlock(error->sqlerrcode))
             break;
         if (attempt == kDeadlockRetries)
@@ -802,9 +809,7 @@ void apply_group_records(const Group &g, const InputRecord *records, ApplyMode m
     if (mode == ApplyMode::Atomic) {
         MemoryContext context = CurrentMemoryContext;
         PG_TRY();
-        {
-            mapping = sequin_mapping_for(g.collection, g.collection_len);
-        }
+        { mapping = sequin_mapping_for(g.collection, g.collection_len); }
         PG_CATCH();
         {
             MemoryContextSwitchTo(context);
@@ -823,9 +828,9 @@ void apply_group_records(const Group &g, const InputRecord *records, ApplyMode m
         }
     }
     if (mapping->key_columns.empty())
-        ereport(ERROR, (errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
-                        errmsg("mapping \"%s\" has no conflict key",
-                               mapping->row.collection_id.c_str())));
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+                 errmsg("mapping \"%s\" has no conflict key", mapping->row.collection_id.c_str())));
     int batch = sequin_batch_size > 0 ? sequin_batch_size : 1000;
     for (int start = 0; start < g.count; start += batch) {
         MemoryContext old = MemoryContextSwitchTo(chunk_context);
@@ -868,8 +873,8 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
     memset(counts, 0, sizeof *counts);
     if (count == 0)
         return;
-    MemoryContext call_context = AllocSetContextCreate(CurrentMemoryContext, "sequin apply",
-                                                       ALLOCSET_DEFAULT_SIZES);
+    MemoryContext call_context =
+        AllocSetContextCreate(CurrentMemoryContext, "sequin apply", ALLOCSET_DEFAULT_SIZES);
     MemoryContext chunk_context =
         AllocSetContextCreate(call_context, "sequin chunk", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(call_context);
@@ -889,9 +894,8 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
         }
         if (!json_key_find(in.record, "collection_id", &collection) ||
             collection.type != jbvString) {
-            fail_input(in, ERRCODE_NOT_NULL_VIOLATION,
-                       "record has no \"collection_id\" string", mode, on_failure, callback_arg,
-                       counts);
+            fail_input(in, ERRCODE_NOT_NULL_VIOLATION, "record has no \"collection_id\" string",
+                       mode, on_failure, callback_arg, counts);
             continue;
         }
         const char *name = collection.val.string.val;

@@ -65,7 +65,8 @@ std::optional<std::vector<std::string>> names_or_null(const nlohmann::json &valu
 MappingRow read_mapping_row(const std::string &collection_id) {
     // The whole row as one JSON text: parsed here with nlohmann, away from server code.
     static const char *sql =
-        "SELECT pg_catalog.json_build_array(m.target_table::pg_catalog.oid::pg_catalog.int8, m.columns, "
+        "SELECT pg_catalog.json_build_array(m.target_table::pg_catalog.oid::pg_catalog.int8, "
+        "m.columns, "
         "m.conflict_columns, m.keep_on_conflict, m.order_column, m.on_delete, m.required)"
         "::pg_catalog.text FROM sequin.mappings AS m "
         "WHERE m.collection_id OPERATOR(pg_catalog.=) $1";
@@ -89,8 +90,8 @@ MappingRow read_mapping_row(const std::string &collection_id) {
     });
     if (!text)
         throw PgError(ERRCODE_UNDEFINED_OBJECT,
-                      "unknown collection \"" + collection_id + "\": no row in sequin.mappings",
-                      {}, "Add a mapping with sequin.create_mapping() or INSERT INTO sequin.mappings.");
+                      "unknown collection \"" + collection_id + "\": no row in sequin.mappings", {},
+                      "Add a mapping with sequin.create_mapping() or INSERT INTO sequin.mappings.");
     nlohmann::json fields = nlohmann::json::parse(text);
     MappingRow row;
     row.collection_id = collection_id;
@@ -125,7 +126,8 @@ CompiledMapping *mapping_for(const std::string &collection_id) {
     }
     MappingRow row = read_mapping_row(collection_id);
     std::unique_ptr<CompiledMapping> compiled = compile_mapping(row, false, true);
-    pg_guard([&] { elog(DEBUG1, "sequin_upsert: compiled mapping \"%s\"", collection_id.c_str()); });
+    pg_guard(
+        [&] { elog(DEBUG1, "sequin_upsert: compiled mapping \"%s\"", collection_id.c_str()); });
     CompiledMapping *result = compiled.get();
     cache[collection_id] = std::move(compiled);
     return result;

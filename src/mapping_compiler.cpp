@@ -55,7 +55,9 @@ struct TargetTable {
     throw PgError(sqlstate, message, {}, hint);
 }
 
-std::string quote_ident(const std::string &name) { return quote_identifier(name.c_str()); }
+std::string quote_ident(const std::string &name) {
+    return quote_identifier(name.c_str());
+}
 
 // Reads the target table's columns and unique indexes. Server calls, guarded.
 TargetTable describe_target(Oid relid) {
@@ -130,8 +132,8 @@ TargetTable describe_target(Oid relid) {
     table.relkind = relkind;
     for (int i = 0; i < ncolumns; i++) {
         const RawColumn &c = raw_columns[i];
-        table.columns.push_back({NameStr(c.name), c.attnum, c.type_oid, c.typmod, c.generated,
-                                 c.identity_always});
+        table.columns.push_back(
+            {NameStr(c.name), c.attnum, c.type_oid, c.typmod, c.generated, c.identity_always});
     }
     for (int i = 0; i < nindexes; i++) {
         const RawIndex &r = raw_indexes[i];
@@ -160,16 +162,16 @@ std::string operator_sql(Oid type_oid, int which, const std::string &column, con
             return nullptr;
         HeapTuple tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(opr));
         Form_pg_operator form = (Form_pg_operator)GETSTRUCT(tuple);
-        char *result = psprintf("OPERATOR(%s.%s)",
-                                quote_identifier(get_namespace_name(form->oprnamespace)),
-                                NameStr(form->oprname));
+        char *result =
+            psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(form->oprnamespace)),
+                     NameStr(form->oprname));
         ReleaseSysCache(tuple);
         return result;
     });
     if (!text)
         fail(ERRCODE_UNDEFINED_FUNCTION, "column \"" + column + "\" has type " +
-                                             type_display(type_oid, -1) + ", which has no " +
-                                             what + " operator");
+                                             type_display(type_oid, -1) + ", which has no " + what +
+                                             " operator");
     return text;
 }
 
@@ -209,8 +211,9 @@ class StatementBuilder {
     }
 
     void add_column_param(PreparedStatement &s, const MappedColumn &c) {
-        Oid array_type = c.param_as_text ? TEXTARRAYOID
-                                         : pg_guard([&] { return get_array_type(c.type->type_oid); });
+        Oid array_type = c.param_as_text
+                             ? TEXTARRAYOID
+                             : pg_guard([&] { return get_array_type(c.type->type_oid); });
         add_param(s, array_type, c.name + " " + param_type_desc(c));
     }
 
@@ -275,8 +278,8 @@ class StatementBuilder {
         std::string sql = "ARRAY[";
         for (size_t k = 0; k < m_.key_columns.size(); k++) {
             const MappedColumn &c = m_.columns[m_.key_columns[k]];
-            sql += (k ? ", (" : "(") + typed(c, "u.k" + std::to_string(k + 1)) +
-                   ")::pg_catalog.text";
+            sql +=
+                (k ? ", (" : "(") + typed(c, "u.k" + std::to_string(k + 1)) + ")::pg_catalog.text";
         }
         return sql + "]";
     }
@@ -345,11 +348,11 @@ class StatementBuilder {
         PreparedStatement &s = m_.lookup;
         std::string aliases;
         std::string from = key_unnest(s, true, m_.order_column >= 0, aliases);
-        std::string newer = m_.order_column >= 0
-                                ? order_guard("t." + quote_ident(order().name), typed(order(), "u.v"))
-                                : "true";
-        s.sql = "SELECT u.i, " + newer + " FROM " + from + " JOIN " + m_.target_name +
-                " AS t ON " + key_match("t", "u.k");
+        std::string newer = m_.order_column >= 0 ? order_guard("t." + quote_ident(order().name),
+                                                               typed(order(), "u.v"))
+                                                 : "true";
+        s.sql = "SELECT u.i, " + newer + " FROM " + from + " JOIN " + m_.target_name + " AS t ON " +
+                key_match("t", "u.k");
     }
 
     void build_remove() {
@@ -390,7 +393,8 @@ class StatementBuilder {
         std::string collection = "$" + std::to_string(s.arg_types.size());
         std::string ord = type_sql(order().type->type_oid);
         s.sql = "INSERT INTO sequin.tombstones AS tb (collection_id, key, version, deleted_at) "
-                "SELECT " + collection + ", " + tomb_key() + ", (" + typed(order(), "u.v") +
+                "SELECT " +
+                collection + ", " + tomb_key() + ", (" + typed(order(), "u.v") +
                 ")::pg_catalog.text, pg_catalog.now() FROM " + from +
                 " ON CONFLICT (collection_id, key) DO UPDATE SET version = EXCLUDED.version, "
                 "deleted_at = EXCLUDED.deleted_at WHERE " +
@@ -423,9 +427,8 @@ std::string join_names(const std::vector<std::string> &names) {
 
 CompiledMapping::~CompiledMapping() {
     // Only freeing: neither call raises.
-    for (PreparedStatement *s :
-         {&lookup, &upsert, &upsert_returning, &insert_new, &insert_plain, &remove, &tomb_any,
-          &tomb_lookup, &tomb_upsert})
+    for (PreparedStatement *s : {&lookup, &upsert, &upsert_returning, &insert_new, &insert_plain,
+                                 &remove, &tomb_any, &tomb_lookup, &tomb_upsert})
         if (s->plan)
             SPI_freeplan(s->plan);
     if (context)
@@ -474,12 +477,12 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         auto target = std::find_if(table.columns.begin(), table.columns.end(),
                                    [&](const TargetColumn &c) { return c.name == name; });
         if (target == table.columns.end())
-            mapping_error(ERRCODE_UNDEFINED_COLUMN, "column \"" + name + "\" does not exist in " +
-                                                        table.display_name);
+            mapping_error(ERRCODE_UNDEFINED_COLUMN,
+                          "column \"" + name + "\" does not exist in " + table.display_name);
         if (target->generated || target->identity_always)
-            mapping_error(ERRCODE_GENERATED_ALWAYS,
-                          "column \"" + name + "\" of " + table.display_name +
-                              " is generated and cannot be written");
+            mapping_error(ERRCODE_GENERATED_ALWAYS, "column \"" + name + "\" of " +
+                                                        table.display_name +
+                                                        " is generated and cannot be written");
         m->columns.emplace_back();
         MappedColumn &c = m->columns.back();
         c.name = name;
@@ -510,9 +513,8 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         for (size_t i = 0; i < m->columns.size(); i++)
             if (m->columns[i].name == name)
                 return static_cast<int>(i);
-        mapping_error(ERRCODE_UNDEFINED_COLUMN,
-                      std::string(setting) + " names column \"" + name +
-                          "\", which is not a mapped column");
+        mapping_error(ERRCODE_UNDEFINED_COLUMN, std::string(setting) + " names column \"" + name +
+                                                    "\", which is not a mapped column");
         return -1;
     };
 
@@ -623,8 +625,8 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         StatementBuilder(*m).build();
         if (prepare_statements)
             for (PreparedStatement *s :
-                 {&m->lookup, &m->upsert, &m->upsert_returning, &m->insert_new,
-                  &m->insert_plain, &m->remove, &m->tomb_any, &m->tomb_lookup, &m->tomb_upsert})
+                 {&m->lookup, &m->upsert, &m->upsert_returning, &m->insert_new, &m->insert_plain,
+                  &m->remove, &m->tomb_any, &m->tomb_lookup, &m->tomb_upsert})
                 prepare(*s);
     }
     return m;

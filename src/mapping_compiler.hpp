@@ -36,18 +36,18 @@ struct MappingRow {
 struct MappedColumn {
     std::string name;
     AttrNumber attnum = 0;
-    bool is_now = false;              // source "$now": filled by SQL, not from the record
+    bool is_now = false; // source "$now": filled by SQL, not from the record
     std::vector<std::string> path_keys;
     std::vector<PathStep> path_steps; // point into path_keys
     JsonPath path{0, nullptr};
-    ValueType *type = nullptr;        // in the mapping's memory context
+    ValueType *type = nullptr; // in the mapping's memory context
     bool required = false;
     bool is_key = false;
     bool is_order = false;
     bool keep_on_conflict = false;
-    bool param_as_text = false;       // passed as text[] and cast in SQL (array columns)
+    bool param_as_text = false; // passed as text[] and cast in SQL (array columns)
     Oid param_element_type = InvalidOid;
-    int param_number = 0;             // $n of the column's array in the upsert statement
+    int param_number = 0; // $n of the column's array in the upsert statement
 };
 
 // One prepared statement with its text and parameter types, kept across calls.
@@ -66,16 +66,16 @@ struct CompiledMapping {
     std::vector<int> key_columns; // indexes into columns
     int order_column = -1;        // index into columns, or -1
     OnDelete on_delete = OnDelete::Delete;
-    FmgrInfo order_compare;       // btree comparison of the order column's type
+    FmgrInfo order_compare; // btree comparison of the order column's type
     Oid order_collation = InvalidOid;
 
     // The applier's statements (see mapping_compiler.cpp for their shapes).
-    PreparedStatement lookup;      // stored versions of a batch's keys (caller's rights)
-    PreparedStatement upsert;      // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
+    PreparedStatement lookup;           // stored versions of a batch's keys (caller's rights)
+    PreparedStatement upsert;           // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
     PreparedStatement upsert_returning; // the same, RETURNING whether each row was new
-    PreparedStatement insert_new;  // INSERT ... ON CONFLICT DO NOTHING, keys believed new
-    PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
-    PreparedStatement remove;      // DELETE ... USING unnest (caller's rights)
+    PreparedStatement insert_new;       // INSERT ... ON CONFLICT DO NOTHING, keys believed new
+    PreparedStatement insert_plain;     // INSERT without ON CONFLICT: tried first for new keys
+    PreparedStatement remove;           // DELETE ... USING unnest (caller's rights)
     PreparedStatement tomb_any;    // does the collection have tombstones at all (extension owner)
     PreparedStatement tomb_lookup; // tombstones newer than a batch (extension owner)
     PreparedStatement tomb_upsert; // record tombstones (extension owner)

@@ -89,8 +89,8 @@ sequin::MappingRow mapping_row_of(HeapTuple tuple, TupleDesc desc) {
     row.collection_id = sequin::pg_guard([&] { return TextDatumGetCString(value); });
     value = field("target_table", &isnull);
     if (isnull)
-        throw sequin::PgError(ERRCODE_NOT_NULL_VIOLATION,
-                              "mapping \"" + row.collection_id + "\": target_table must not be null");
+        throw sequin::PgError(ERRCODE_NOT_NULL_VIOLATION, "mapping \"" + row.collection_id +
+                                                              "\": target_table must not be null");
     row.target_table = DatumGetObjectId(value);
     value = field("columns", &isnull);
     if (isnull)
@@ -110,7 +110,8 @@ sequin::MappingRow mapping_row_of(HeapTuple tuple, TupleDesc desc) {
     if (!isnull)
         row.order_column = sequin::pg_guard([&] { return TextDatumGetCString(value); });
     value = field("on_delete", &isnull);
-    row.on_delete = isnull ? "delete" : sequin::pg_guard([&] { return TextDatumGetCString(value); });
+    row.on_delete =
+        isnull ? "delete" : sequin::pg_guard([&] { return TextDatumGetCString(value); });
     value = field("required", &isnull);
     if (!isnull)
         row.required = text_array(value);
@@ -120,10 +121,9 @@ sequin::MappingRow mapping_row_of(HeapTuple tuple, TupleDesc desc) {
 } // namespace
 
 void _PG_init(void) {
-    DefineCustomIntVariable("sequin.batch_size",
-                            "Records per set-based statement when applying a batch.", nullptr,
-                            &sequin_batch_size, 1000, 1, 1000000, PGC_USERSET, 0, nullptr, nullptr,
-                            nullptr);
+    DefineCustomIntVariable(
+        "sequin.batch_size", "Records per set-based statement when applying a batch.", nullptr,
+        &sequin_batch_size, 1000, 1, 1000000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
     sequin_define_staging_settings();
     sequin_define_stats_settings();
     MarkGUCPrefixReserved("sequin");
@@ -149,7 +149,7 @@ Datum sequin_validate_mapping(PG_FUNCTION_ARGS) {
     if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
         elog(ERROR, "sequin_validate_mapping must be called as a row trigger");
     HeapTuple tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple
-                                                                 : trigdata->tg_trigtuple;
+                                                                  : trigdata->tg_trigtuple;
     TupleDesc desc = RelationGetDescr(trigdata->tg_relation);
     // In a restore (check_function_bodies off) the target's keys may not exist yet.
     const bool deferred = !check_function_bodies;

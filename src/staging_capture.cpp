@@ -45,8 +45,8 @@ struct CaptureBuffer {
 };
 
 CaptureBuffer buffer;
-bool flushing = false;          // applying a buffer: nested staging inserts are stored
-bool storing_failures = false;  // our own INSERT of failed records: let it through
+bool flushing = false;         // applying a buffer: nested staging inserts are stored
+bool storing_failures = false; // our own INSERT of failed records: let it through
 bool callbacks_registered = false;
 
 void discard_buffer() {
@@ -92,8 +92,8 @@ void capture(Datum record) {
     }
     if (buffer.count == buffer.capacity) {
         buffer.capacity *= 2;
-        buffer.records = static_cast<Jsonb **>(
-            repalloc(buffer.records, sizeof(Jsonb *) * buffer.capacity));
+        buffer.records =
+            static_cast<Jsonb **>(repalloc(buffer.records, sizeof(Jsonb *) * buffer.capacity));
     }
     MemoryContext old = MemoryContextSwitchTo(buffer.context);
     buffer.records[buffer.count++] = DatumGetJsonbPCopy(record);

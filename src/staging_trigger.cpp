@@ -147,28 +147,30 @@ int attribute_number(TupleDesc desc, const char *name, Oid type, bool required) 
         if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0) {
             if (att->atttypid != type)
                 ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                                errmsg("column \"%s\" of the staged table must be of type %s",
-                                       name, format_type_be(type))));
+                                errmsg("column \"%s\" of the staged table must be of type %s", name,
+                                       format_type_be(type))));
             return i + 1;
         }
     }
     if (required)
-        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
-                        errmsg("a table with the staging trigger needs a jsonb column \"%s\"",
-                               name)));
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_COLUMN),
+                 errmsg("a table with the staging trigger needs a jsonb column \"%s\"", name)));
     return 0;
 }
 
 } // namespace
 
-bool sequin_apply_mode_is_deferred(void) { return apply_mode == ApplyDeferred; }
+bool sequin_apply_mode_is_deferred(void) {
+    return apply_mode == ApplyDeferred;
+}
 
 void sequin_define_staging_settings(void) {
     DefineCustomEnumVariable("sequin.apply_mode",
                              "immediate: rows inserted into sequin.staging are applied by the "
                              "inserting statement; deferred: they wait for apply_staging().",
-                             nullptr, &apply_mode, ApplyImmediate, apply_mode_options,
-                             PGC_USERSET, 0, nullptr, nullptr, nullptr);
+                             nullptr, &apply_mode, ApplyImmediate, apply_mode_options, PGC_USERSET,
+                             0, nullptr, nullptr, nullptr);
 }
 
 // AFTER INSERT ... FOR EACH STATEMENT ... REFERENCING NEW TABLE: applies the new rows.
@@ -258,9 +260,8 @@ Datum sequin_apply_staging(PG_FUNCTION_ARGS) {
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    MemoryContext slice_context = AllocSetContextCreate(TopTransactionContext,
-                                                        "sequin apply_staging",
-                                                        ALLOCSET_DEFAULT_SIZES);
+    MemoryContext slice_context = AllocSetContextCreate(
+        TopTransactionContext, "sequin apply_staging", ALLOCSET_DEFAULT_SIZES);
     int64 last_id = 0, done = 0;
     while (max_rows < 0 || done < max_rows) {
         int limit = kSliceRows;

@@ -67,7 +67,8 @@ bool add_in_place(Oid relid, text *collection, const sequin::ApplyCounts &delta,
         const int64 adds[] = {delta.inserted, delta.updated, delta.deleted, delta.skipped,
                               delta.failed};
         for (int col = ColInserted; col <= ColFailed; col++)
-            values[col - 1] = Int64GetDatum(DatumGetInt64(values[col - 1]) + adds[col - ColInserted]);
+            values[col - 1] =
+                Int64GetDatum(DatumGetInt64(values[col - 1]) + adds[col - ColInserted]);
         if (applied)
             values[ColLastApplied - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
         // Same columns, all fixed width but the untouched key: the tuple keeps its size.
@@ -103,10 +104,10 @@ void insert_row(Oid owner, text *collection, const sequin::ApplyCounts &delta, b
         SPI_keepplan(plan);
         insert_plan = plan;
     }
-    Datum args[8] = {PointerGetDatum(collection),        Int32GetDatum(MyBackendId),
-                     Int64GetDatum(delta.inserted),      Int64GetDatum(delta.updated),
-                     Int64GetDatum(delta.deleted),       Int64GetDatum(delta.skipped),
-                     Int64GetDatum(delta.failed),        BoolGetDatum(applied)};
+    Datum args[8] = {PointerGetDatum(collection),   Int32GetDatum(MyBackendId),
+                     Int64GetDatum(delta.inserted), Int64GetDatum(delta.updated),
+                     Int64GetDatum(delta.deleted),  Int64GetDatum(delta.skipped),
+                     Int64GetDatum(delta.failed),   BoolGetDatum(applied)};
     int rc = sequin::spi_execute_as(owner, insert_plan, args, nullptr, false, 0);
     if (rc != SPI_OK_INSERT)
         elog(ERROR, "could not insert into sequin.stats_counters: %s", SPI_result_code_string(rc));

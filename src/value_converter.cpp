@@ -244,14 +244,15 @@ static Datum convert_to_base(ValueType *vt, const JsonbValue *value) {
         if (is_number) {
             result = epoch_to_timestamp(value->val.numeric);
         } else if (is_string) {
-            const bool zoned = vt->kind == ConvKind::TimestampTz ||
-                               timestamp_text_has_zone(value->val.string.val, value->val.string.len);
+            const bool zoned =
+                vt->kind == ConvKind::TimestampTz ||
+                timestamp_text_has_zone(value->val.string.val, value->val.string.len);
             if (!zoned)
                 return input_call(vt, value_cstring(value));
             // An offset into timestamp: the instant, as UTC wall time.
-            result = DatumGetTimestampTz(DirectFunctionCall3(
-                timestamptz_in, CStringGetDatum(value_cstring(value)),
-                ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+            result = DatumGetTimestampTz(
+                DirectFunctionCall3(timestamptz_in, CStringGetDatum(value_cstring(value)),
+                                    ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
         } else {
             break;
         }

@@ -13,8 +13,8 @@ namespace sequin {
 
 // What the converter does, chosen once from the column's base type.
 enum class ConvKind {
-    Text,        // text: JSON string as is, numbers and booleans as their JSON text
-    TextInput,   // varchar, bpchar, name: like Text, through the input function (typmod)
+    Text,      // text: JSON string as is, numbers and booleans as their JSON text
+    TextInput, // varchar, bpchar, name: like Text, through the input function (typmod)
     Json,
     Jsonb,
     Bool,
@@ -28,22 +28,22 @@ enum class ConvKind {
     TimestampTz,
     Date,
     Array,
-    Other        // strings through the type's input function; nothing else
+    Other // strings through the type's input function; nothing else
 };
 
 struct ValueType {
-    Oid type_oid;          // the column's declared type (maybe a domain)
+    Oid type_oid; // the column's declared type (maybe a domain)
     int32 typmod;
-    Oid base_oid;          // after looking through domains
+    Oid base_oid; // after looking through domains
     int32 base_typmod;
     bool is_domain;
-    int16 typlen;          // storage of the declared type, for building parameter arrays
+    int16 typlen; // storage of the declared type, for building parameter arrays
     bool typbyval;
     char typalign;
     ConvKind kind;
-    FmgrInfo input_fn;     // base type's input function
+    FmgrInfo input_fn; // base type's input function
     Oid input_ioparam;
-    int16 elem_len;        // for arrays: element storage
+    int16 elem_len; // for arrays: element storage
     bool elem_byval;
     char elem_align;
     ValueType *element;    // for arrays: the element type
