@@ -56,3 +56,28 @@ REVOKE ALL ON hij.t FROM sequin_admin;
 REVOKE ALL ON SCHEMA hij FROM sequin_admin;
 DROP ROLE sequin_reader;
 DROP ROLE sequin_admin;
+
+-- A sync role needs INSERT on sequin.staging (and its sequence) and its rights on the
+-- targets; the staging bookkeeping (storing failures) needs nothing more.
+CREATE ROLE sequin_syncer;
+CREATE SCHEMA pv;
+CREATE TABLE pv.t (id text PRIMARY KEY, n int, v bigint);
+SELECT sequin.create_mapping('pv', 'pv.t', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');
+GRANT USAGE ON SCHEMA pv TO sequin_syncer;
+GRANT SELECT, INSERT, UPDATE ON pv.t TO sequin_syncer;
+GRANT INSERT ON sequin.staging TO sequin_syncer;
+GRANT USAGE ON SEQUENCE sequin.staging_id_seq TO sequin_syncer;
+SET ROLE sequin_syncer;
+INSERT INTO sequin.staging (record) VALUES ('{"id": "p1", "collection_id": "pv", "updated_idx": 1, "data": {"n": 1}}'),
+                                           ('{"id": "p2", "collection_id": "pv", "updated_idx": 1, "data": {"n": "x"}}');
+SELECT try($$SELECT * FROM sequin.staging$$);
+-- Deleting needs DELETE on the target, like any DELETE.
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "p1", "collection_id": "pv", "updated_idx": 2, "deleted": true}')$$);
+RESET ROLE;
+SELECT * FROM pv.t;
+SELECT record->>'id' AS id, status, error FROM sequin.staging WHERE record->>'collection_id' = 'pv';
+DELETE FROM sequin.staging;
+DROP SCHEMA pv CASCADE;
+REVOKE ALL ON sequin.staging FROM sequin_syncer;
+REVOKE ALL ON SEQUENCE sequin.staging_id_seq FROM sequin_syncer;
+DROP ROLE sequin_syncer;
