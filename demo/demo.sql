@@ -165,4 +165,8 @@ SELECT upstream_id, customer_id, plan_id, quantity, updated_idx, upstream_create
   FROM stripe.subscriptions ORDER BY upstream_created_at;
 
 \echo
+\echo '=== 6. What happened, per collection (sequin.stats)'
+SELECT collection_id, inserted, updated, deleted, skipped, failed FROM sequin.stats ORDER BY collection_id;
+
+\echo
 \echo 'Done. demo/demo.sql shows the SQL behind each step.'
