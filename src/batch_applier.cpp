@@ -26,6 +26,7 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "funcapi.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -75,10 +76,10 @@ struct Chunk {
     Oid owner;                  // extension owner, for bookkeeping statements
 };
 
-// Kinds of write, each one prepared statement (deletes also write tombstones).
 // How often a statement chosen as a deadlock victim runs again before the call fails.
 constexpr int kDeadlockRetries = 5;
 
+// Kinds of write, each one prepared statement (deletes also write tombstones).
 enum WriteKind {
     WriteInsert,
     WriteUpdate,
@@ -935,6 +936,16 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
     SPI_finish();
     MemoryContextSwitchTo(old);
     MemoryContextDelete(call_context);
+}
+
+void return_counts(FunctionCallInfo fcinfo, const ApplyCounts &counts) {
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    Datum values[5] = {Int64GetDatum(counts.inserted), Int64GetDatum(counts.updated),
+                       Int64GetDatum(counts.deleted), Int64GetDatum(counts.skipped),
+                       Int64GetDatum(counts.failed)};
+    bool nulls[5] = {false, false, false, false, false};
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
 InputRecord *records_of_argument(Jsonb *records, int *count) {

@@ -5,6 +5,7 @@
 
 extern "C" {
 #include "postgres.h"
+#include "fmgr.h"
 #include "utils/jsonb.h"
 }
 
@@ -34,6 +35,10 @@ typedef void (*FailureCallback)(void *arg, int64 position, int sqlstate, const c
 // Applies count records in order. SPI must not be connected (the applier connects).
 void apply_records(const InputRecord *records, int count, ApplyMode mode,
                    FailureCallback on_failure, void *callback_arg, ApplyCounts *counts);
+
+// Returns counts as the one row of a function returning TABLE(inserted, updated, deleted,
+// skipped [, failed]): the result's own columns decide whether failed is included.
+void return_counts(FunctionCallInfo fcinfo, const ApplyCounts &counts);
 
 // Records of one sequin_upsert() argument: an object, or the elements of an array.
 // Raises 22023 for anything else.

@@ -36,18 +36,6 @@ PG_FUNCTION_INFO_V1(sequin_explain_mapping);
 
 namespace {
 
-// The counts row of sequin_upsert() and apply_staging().
-void return_counts(FunctionCallInfo fcinfo, const sequin::ApplyCounts &counts, bool with_failed) {
-    InitMaterializedSRF(fcinfo, 0);
-    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-    Datum values[5] = {Int64GetDatum(counts.inserted), Int64GetDatum(counts.updated),
-                       Int64GetDatum(counts.deleted), Int64GetDatum(counts.skipped),
-                       Int64GetDatum(counts.failed)};
-    bool nulls[5] = {false, false, false, false, false};
-    (void)with_failed; // the tuple descriptor decides how many columns are read
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
-
 // text[] datum -> vector (guarded: detoasting and deconstruction can raise).
 std::vector<std::string> text_array(Datum array) {
     int count = 0;
@@ -139,7 +127,7 @@ Datum sequin_upsert(PG_FUNCTION_ARGS) {
         sequin::InputRecord *records = sequin::records_of_argument(PG_GETARG_JSONB_P(0), &count);
         sequin::apply_records(records, count, sequin::ApplyMode::Atomic, nullptr, nullptr, &counts);
     }
-    return_counts(fcinfo, counts, false);
+    sequin::return_counts(fcinfo, counts);
     return (Datum)0;
 }
 

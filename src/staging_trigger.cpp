@@ -173,7 +173,9 @@ void sequin_define_staging_settings(void) {
                              0, nullptr, nullptr, nullptr);
 }
 
-// AFTER INSERT ... FOR EACH STATEMENT ... REFERENCING NEW TABLE: applies the new rows.
+// AFTER INSERT ... FOR EACH STATEMENT ... REFERENCING NEW TABLE: applies the new rows of a
+// user's table (Atomic). On sequin.staging itself it runs only under the 0.1.0 schema, until
+// ALTER EXTENSION ... UPDATE replaces it with the capture triggers (staging_capture.cpp).
 Datum sequin_staging_trigger(PG_FUNCTION_ARGS) {
     TriggerData *td = reinterpret_cast<TriggerData *>(fcinfo->context);
     if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
@@ -255,8 +257,6 @@ Datum sequin_apply_staging(PG_FUNCTION_ARGS) {
     Oid owner = sequin::sequin_relation_owner("staging");
     sequin::ApplyCounts total;
     memset(&total, 0, sizeof total);
-    InitMaterializedSRF(fcinfo, 0);
-    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
@@ -306,10 +306,6 @@ Datum sequin_apply_staging(PG_FUNCTION_ARGS) {
     }
     MemoryContextDelete(slice_context);
     SPI_finish();
-    Datum values[5] = {Int64GetDatum(total.inserted), Int64GetDatum(total.updated),
-                       Int64GetDatum(total.deleted), Int64GetDatum(total.skipped),
-                       Int64GetDatum(total.failed)};
-    bool nulls[5] = {false, false, false, false, false};
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    sequin::return_counts(fcinfo, total);
     return (Datum)0;
 }
