@@ -87,3 +87,57 @@ SELECT conv.put('{"i4": true}');
 SELECT conv.put('{"t": {"nested": 1}}');
 SELECT conv.put('{"u": 12}');
 SELECT conv.put('{"d": [1]}');
+
+-- RFC 3339 timestamps are read by a fast path; it must agree with PostgreSQL's parser, and
+-- every other spelling (or invalid value) must get PostgreSQL's own result or error.
+CREATE FUNCTION conv.expected_ts(s text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN format('%s | %s | %s',
+        CASE WHEN s ~ '([zZ]|[+-][0-9:]+|[A-Za-z/]{3,})$' THEN (s::timestamptz AT TIME ZONE 'UTC')
+             ELSE s::timestamp END,
+        s::timestamptz,
+        CASE WHEN s ~ '([zZ]|[+-][0-9:]+|[A-Za-z/]{3,})$' THEN (s::timestamptz AT TIME ZONE 'UTC')::timestamp(3)
+             ELSE s::timestamp(3) END);
+EXCEPTION WHEN OTHERS THEN
+    RETURN 'error';
+END $$;
+CREATE FUNCTION conv.converted_ts(s text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text;
+BEGIN
+    IF conv.put(jsonb_build_object('ts', s, 'tstz', s, 'ts3', s)) <> 'ok' THEN
+        RETURN 'error';
+    END IF;
+    SELECT format('%s | %s | %s', ts, tstz, ts3) INTO r FROM conv.t;
+    RETURN r;
+END $$;
+SELECT s, conv.converted_ts(s) AS converted, conv.converted_ts(s) = conv.expected_ts(s) AS agrees
+FROM unnest(ARRAY[
+    '2024-02-29T00:00:00Z', '2023-02-29T00:00:00Z', '2024-04-31T12:00:00Z',
+    '2000-02-29 23:59:59.999999-15:59', '1900-02-29T00:00:00Z', '0001-01-01T00:00:00+01:00',
+    '9999-12-31T23:59:59.999999-15:59', '2024-05-01t14:00:00.5z', '2024-05-01T14:00:00+0530',
+    '2024-05-01T14:00:00-07', '2024-05-01T24:00:00Z', '2024-05-01T23:59:60Z',
+    '2024-05-01T14:00:00.1234567Z', '2024-05-01T14:00:00.Z', '2024-05-01T14:00:00+16:00',
+    '2024-05-01T14:00:00 +02:00', '2024-05-01T14:00:00+02:60', '2024-05-01T14:60:00Z',
+    '2024-13-01T00:00:00Z', '2024-05-01T14:00:00', '2024-05-01T14:00:00.123',
+    '10000-01-01T00:00:00Z', '2024-05-01T14:00:00 Europe/Paris', '2024-05-01T14:00Z',
+    '2024-5-01T14:00:00Z', '2024-05-01T14:00:00+02:00:00']) AS s;
+-- 2000 random instants in random RFC 3339 spellings, applied as one batch.
+SELECT setseed(0.25);
+CREATE TABLE conv.ts_random AS
+SELECT i, to_char(t, 'YYYY-MM-DD') || (ARRAY['T', 't', ' '])[1 + i % 3] || to_char(t, 'HH24:MI:SS')
+          || CASE WHEN i % 7 = 0 THEN '' ELSE '.' || left(to_char(t, 'US'), 1 + i % 6) END
+          || (ARRAY['', 'Z', 'z', '+', '-', '+', '-'])[1 + i % 7]
+          || CASE WHEN i % 7 >= 3 THEN lpad((random() * 15)::int::text, 2, '0')
+                  || (ARRAY['', ':', ''])[1 + i % 3]
+                  || CASE WHEN i % 3 = 0 THEN '' ELSE lpad((random() * 59)::int::text, 2, '0') END
+                  ELSE '' END AS s
+FROM (SELECT i, timestamp '0001-01-01' + random() * (timestamp '9999-12-31' - timestamp '0001-01-01') AS t
+      FROM generate_series(1, 2000) AS i) AS g;
+DELETE FROM conv.t;
+SELECT inserted FROM sequin.sequin_upsert((
+    SELECT jsonb_agg(jsonb_build_object('id', i::text, 'collection_id', 'conv',
+                                        'v', jsonb_build_object('ts', s, 'tstz', s, 'ts3', s)))
+    FROM conv.ts_random));
+SELECT count(*) AS compared,
+       count(*) FILTER (WHERE format('%s | %s | %s', t.ts, t.tstz, t.ts3) <> conv.expected_ts(r.s)) AS disagree
+FROM conv.ts_random r JOIN conv.t t ON t.id = r.i::text;

@@ -108,6 +108,82 @@ bool timestamp_text_has_zone(const char *text, int length) {
     return !(rest == 2 && (pg_strncasecmp(p, "BC", 2) == 0 || pg_strncasecmp(p, "AD", 2) == 0));
 }
 
+// digits of text[at, at + count) as a number, or -1 when one is not a digit.
+static int fixed_digits(const char *text, int at, int count) {
+    int number = 0;
+    for (int i = at; i < at + count; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return -1;
+        number = number * 10 + (text[i] - '0');
+    }
+    return number;
+}
+
+static bool is_leap_year(int year) {
+    return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+}
+
+// The common spelling of API timestamps, RFC 3339 ("2024-05-01T14:00:00.123456+02:00",
+// "...Z", no zone), read without the general date parser, which costs more than the rest
+// of a record's conversion. Returns false for anything else (other spellings, leap
+// seconds, "24:00", more than 6 fraction digits, out-of-range fields): the caller then
+// uses the type's input function, so the result and the errors are PostgreSQL's own.
+// *zoned says whether a zone was given; the result is then the instant, else the wall time.
+static bool parse_rfc3339(const char *text, int length, Timestamp *result, bool *zoned) {
+    if (length < 19 || text[4] != '-' || text[7] != '-' ||
+        !(text[10] == 'T' || text[10] == 't' || text[10] == ' ') || text[13] != ':' ||
+        text[16] != ':')
+        return false;
+    const int year = fixed_digits(text, 0, 4), month = fixed_digits(text, 5, 2),
+              day = fixed_digits(text, 8, 2), hour = fixed_digits(text, 11, 2),
+              minute = fixed_digits(text, 14, 2), second = fixed_digits(text, 17, 2);
+    static const int days_in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 ||
+        minute > 59 || second < 0 || second > 59 ||
+        day > days_in_month[month - 1] + (month == 2 && is_leap_year(year)))
+        return false;
+    int at = 19;
+    int64 fraction = 0;
+    if (at < length && text[at] == '.') {
+        int digits = 0;
+        for (at++; at < length && text[at] >= '0' && text[at] <= '9'; at++, digits++)
+            fraction = fraction * 10 + (text[at] - '0');
+        if (digits == 0 || digits > 6)
+            return false;
+        for (; digits < 6; digits++)
+            fraction *= 10;
+    }
+    int offset_seconds = 0;
+    *zoned = at < length;
+    if (at < length && (text[at] == 'Z' || text[at] == 'z')) {
+        at++;
+    } else if (at < length && (text[at] == '+' || text[at] == '-')) {
+        const int sign = text[at] == '-' ? -1 : 1;
+        const int rest = length - at - 1;
+        int zone_hour = -1, zone_minute = 0;
+        if (rest == 2) {
+            zone_hour = fixed_digits(text, at + 1, 2);
+        } else if (rest == 4) {
+            zone_hour = fixed_digits(text, at + 1, 2);
+            zone_minute = fixed_digits(text, at + 3, 2);
+        } else if (rest == 5 && text[at + 3] == ':') {
+            zone_hour = fixed_digits(text, at + 1, 2);
+            zone_minute = fixed_digits(text, at + 4, 2);
+        }
+        if (zone_hour < 0 || zone_hour > MAX_TZDISP_HOUR || zone_minute < 0 || zone_minute > 59)
+            return false;
+        offset_seconds = sign * (zone_hour * SECS_PER_HOUR + zone_minute * SECS_PER_MINUTE);
+        at = length;
+    }
+    if (at != length)
+        return false;
+    const int64 days = date2j(year, month, day) - POSTGRES_EPOCH_JDATE;
+    const int64 seconds =
+        ((days * HOURS_PER_DAY + hour) * MINS_PER_HOUR + minute) * SECS_PER_MINUTE + second;
+    *result = (seconds - offset_seconds) * USECS_PER_SEC + fraction;
+    return true;
+}
+
 static char *value_cstring(const JsonbValue *value) {
     return pnstrdup(value->val.string.val, value->val.string.len);
 }
@@ -244,15 +320,21 @@ static Datum convert_to_base(ValueType *vt, const JsonbValue *value) {
         if (is_number) {
             result = epoch_to_timestamp(value->val.numeric);
         } else if (is_string) {
-            const bool zoned =
-                vt->kind == ConvKind::TimestampTz ||
-                timestamp_text_has_zone(value->val.string.val, value->val.string.len);
-            if (!zoned)
+            const char *text = value->val.string.val;
+            const int length = value->val.string.len;
+            bool zoned;
+            if (parse_rfc3339(text, length, &result, &zoned) &&
+                (zoned || vt->kind == ConvKind::Timestamp)) {
+                // an instant, or the wall time of a timestamp without time zone
+            } else if (vt->kind == ConvKind::Timestamp && !timestamp_text_has_zone(text, length)) {
                 return input_call(vt, value_cstring(value));
-            // An offset into timestamp: the instant, as UTC wall time.
-            result = DatumGetTimestampTz(
-                DirectFunctionCall3(timestamptz_in, CStringGetDatum(value_cstring(value)),
-                                    ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+            } else {
+                // An instant; into timestamp, as UTC wall time. (Without a zone, a
+                // timestamptz is read in the session's TimeZone.)
+                result = DatumGetTimestampTz(
+                    DirectFunctionCall3(timestamptz_in, CStringGetDatum(value_cstring(value)),
+                                        ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+            }
         } else {
             break;
         }
