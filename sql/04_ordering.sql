@@ -98,8 +98,8 @@ SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', id
                  (9, 'k3', 9), (10, 'k4', 1), (11, 'n1', 0), (12, 'z1', 1))   -- 1 newer, 1 equal, 1 stale, 1 new
          AS r(n, id, v)));
 SELECT * FROM ord.chunks ORDER BY id;
--- After a chunk that updated stored keys the next chunk upserts first (one INSERT ... ON
--- CONFLICT DO UPDATE whose RETURNING tells new rows from updated ones): same counts.
+-- After a chunk that updated stored keys the next chunk updates first (one UPDATE guarded
+-- by the version; what it did not update is looked up): same counts.
 SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', id, 'collection_id', 'ord:chunks',
         'updated_idx', v, 'data', jsonb_build_object('name', id || '@' || v)) ORDER BY n)
     FROM (VALUES (1, 'k1', 10), (2, 'k2', 10), (3, 'k3', 10), (4, 'k4', 10),  -- all stored, newer
@@ -107,6 +107,22 @@ SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', id
                  (9, 'z1', 5))                                                -- newer
          AS r(n, id, v)));
 SELECT * FROM ord.chunks ORDER BY id;
+-- The same through staging, where failures are isolated: an update-first chunk with a
+-- record that violates a constraint, a delete, a new key and a stale record.
+ALTER TABLE ord.chunks ADD CONSTRAINT name_not_evil CHECK (name NOT LIKE 'evil%');
+INSERT INTO sequin.staging (record)
+SELECT jsonb_build_object('id', id, 'collection_id', 'ord:chunks', 'updated_idx', v,
+                          'deleted', d, 'data', jsonb_build_object('name', name))
+FROM (VALUES (1, 'k1', 20, false, 'a'), (2, 'k2', 20, false, 'b'), (3, 'k3', 20, false, 'c'),
+             (4, 'k4', 20, false, 'd'),                                  -- all stored, newer
+             (5, 'n1', 20, false, 'evil'), (6, 'n2', 20, true, NULL),    -- fails, delete
+             (7, 'z3', 1, false, 'new'), (8, 'k1', 19, false, 'stale'))  -- new, stale
+     AS r(n, id, v, d, name)
+ORDER BY n;
+SELECT record->>'id' AS id, status, attempts, error ~ 'name_not_evil' AS names_constraint
+FROM sequin.staging ORDER BY id;
+SELECT * FROM ord.chunks ORDER BY id;
+DELETE FROM sequin.staging;
 RESET sequin.batch_size;
 
 -- Errors are atomic: nothing of a failing call stays written.

@@ -10,10 +10,11 @@
 //      exists after all, INSERT ... ON CONFLICT DO NOTHING), stored keys by INSERT ... ON
 //      CONFLICT DO UPDATE guarded by the version, deletes by DELETE ... USING.
 // After a chunk of new keys (a fresh load) the next chunk skips steps 3 and 4 and inserts
-// first, when the collection has no tombstones. Writes run in a subtransaction per
-// statement; when one fails, it is split in halves until the failing record is found:
-// Atomic mode raises its error, Isolate mode reports it and applies the rest.
-// C-shaped code: no objects with destructors live in these frames.
+// first; after a chunk of updates, the next one starts with a guarded UPDATE and looks up
+// only what it did not update (both only while the collection has no tombstones). Writes run in a
+// subtransaction per statement; when one fails, it is split in halves until the failing record is
+// found: Atomic mode raises its error, Isolate mode reports it and applies the rest. C-shaped code:
+// no objects with destructors live in these frames.
 #include "batch_applier.hpp"
 #include "bookkeeping.hpp"
 #include "json_path.hpp"
@@ -32,6 +33,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -71,7 +73,6 @@ struct Chunk {
     int *key_len;
     StringInfoData key_scratch; // builds one record's key at a time
     int next;                   // conversion progress (survives a longjmp: lives in memory)
-    uint64 returned_new;        // WriteUpsertCounting: rows that RETURNING says were inserted
     const char *column;         // column being converted, for messages
     Oid owner;                  // extension owner, for bookkeeping statements
 };
@@ -86,7 +87,7 @@ enum WriteKind {
     WriteDelete,
     WriteInsertNew,
     WriteInsertPlain,
-    WriteUpsertCounting // inserted rows counted from RETURNING, the rest updated
+    WriteUpdateFirst // the records it updates are done; the others go on to a look-up
 };
 
 // A deadlock victim at READ COMMITTED: rolling back the statement's subtransaction frees
@@ -444,9 +445,20 @@ void key_params(Chunk *c, Params *p, const int *subset, int n, bool with_index, 
 
 uint64 run_statement(const PreparedStatement &s, Params *p, bool as_owner, Oid owner) {
     MemoryContext context = CurrentMemoryContext;
+    // The plan is made (or remade) at execution: a join with the batch may then only be a
+    // nested loop over the batch. On error, the subtransaction's abort restores the settings.
+    int guc_level = -1;
+    if (s.join_in_batch_order) {
+        guc_level = NewGUCNestLevel();
+        for (const char *setting : {"enable_hashjoin", "enable_mergejoin"})
+            (void)set_config_option(setting, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+                                    true, 0, false);
+    }
     // Bookkeeping statements touch the extension's own tables, not the caller's.
     int rc = as_owner ? spi_execute_as(owner, s.plan, p->values, p->nulls, false, 0)
                       : SPI_execute_plan(s.plan, p->values, p->nulls, false, 0);
+    if (guc_level >= 0)
+        AtEOXact_GUC(true, guc_level);
     if (rc < 0)
         elog(ERROR, "sequin_upsert: statement failed (%s): %s", SPI_result_code_string(rc),
              s.sql.c_str());
@@ -555,19 +567,19 @@ uint64 execute_write(Chunk *c, WriteKind kind, const int *subset, int n) {
     for (int i = 0; i < c->ncols; i++)
         if (!c->m->columns[i].is_now)
             add_param(&p, column_array(c, i, subset, n));
-    // Rows known to exist go through the same INSERT ... ON CONFLICT as new ones: it visits
-    // them in input (key) order, where an UPDATE ... FROM may follow its join's order.
-    const PreparedStatement &s = kind == WriteInsertNew        ? c->m->insert_new
-                                 : kind == WriteInsertPlain    ? c->m->insert_plain
-                                 : kind == WriteUpsertCounting ? c->m->upsert_returning
-                                                               : c->m->upsert;
+    if (kind == WriteUpdateFirst)
+        add_param(&p, index_array(subset, n));
+    const PreparedStatement &s = kind == WriteInsertNew     ? c->m->insert_new
+                                 : kind == WriteInsertPlain ? c->m->insert_plain
+                                 : kind == WriteUpdateFirst ? c->m->update_first
+                                                            : c->m->upsert;
     uint64 written = run_statement(s, &p, false, c->owner);
-    if (kind == WriteUpsertCounting) {
-        c->returned_new = 0;
+    if (kind == WriteUpdateFirst) {
         for (uint64 row = 0; row < SPI_processed; row++) {
             bool isnull;
-            c->returned_new += DatumGetBool(
+            int r = DatumGetInt32(
                 SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+            c->state[r] = Done;
         }
         SPI_freetuptable(SPI_tuptable);
     }
@@ -602,10 +614,9 @@ void write_records(Chunk *c, WriteKind kind, const int *subset, int n) {
         case WriteUpdate:
             counts->updated += written;
             break;
-        case WriteUpsertCounting:
-            counts->inserted += c->returned_new;
-            counts->updated += written - c->returned_new;
-            break;
+        case WriteUpdateFirst: // the rest is not skipped yet: it is looked up next
+            counts->updated += written;
+            return;
         case WriteDelete:
             counts->deleted += written;
             break;
@@ -710,37 +721,38 @@ int64 insert_new_keys(Chunk *c, int *subset) {
 //     without writing (a replay is read-only); then insert, update and delete.
 //   InsertFirst (the last chunk had mostly new keys: a fresh load): insert before looking
 //     anything up; only keys that turn out to exist are looked up.
-//   UpsertFirst (the last chunk mostly updated stored keys): one INSERT ... ON CONFLICT DO
-//     UPDATE for all upserts, whose RETURNING tells inserted rows from updated ones.
+//   UpdateFirst (the last chunk mostly updated stored keys): one UPDATE for all upserts,
+//     guarded by the version; only the records it did not update are looked up.
 // The two shortcuts skip the tombstone check, so they are used only while the collection
 // has no tombstones; deletes are always looked up first.
-enum class Strategy { LookUpFirst, InsertFirst, UpsertFirst };
+enum class Strategy { LookUpFirst, InsertFirst, UpdateFirst };
 
 void apply_chunk_records(Chunk *c, int *subset, Strategy strategy) {
     CompiledMapping *m = c->m;
     int upserts = pending_records(c, subset, is_upsert);
+    int64 updated_first = 0;
+    if (strategy == Strategy::UpdateFirst) {
+        convert_chunk(c, convert_values);
+        int64 updated_before = c->counts->updated;
+        write_records_in_key_order(c, WriteUpdateFirst, subset,
+                                   pending_records(c, subset, is_upsert));
+        updated_first = c->counts->updated - updated_before;
+    }
     run_lookups(c, [&] {
         lookup_stored_versions(c, subset,
-                               strategy == Strategy::LookUpFirst ? is_pending : is_delete);
-        if (strategy == Strategy::LookUpFirst)
+                               strategy == Strategy::InsertFirst ? is_delete : is_pending);
+        if (strategy != Strategy::InsertFirst)
             skip_tombstoned(c, subset);
     });
-    int existing = 0, newer = 0;
+    int existing = static_cast<int>(updated_first), newer = existing;
     for (int r = 0; r < c->n; r++)
         if (c->exists[r] && c->state[r] != Delete) {
             existing++;
             newer += c->newer[r];
         }
-    convert_chunk(c, convert_values);
-    if (strategy == Strategy::UpsertFirst) {
-        int n = pending_records(c, subset, is_upsert);
-        int64 updated_before = c->counts->updated;
-        write_records_in_key_order(c, WriteUpsertCounting, subset, n);
-        for (int i = 0; i < n; i++)
-            if (c->state[subset[i]] == Upsert)
-                c->state[subset[i]] = Done;
-        existing = newer = static_cast<int>(c->counts->updated - updated_before);
-    } else if (m->order_column >= 0) {
+    if (strategy != Strategy::UpdateFirst)
+        convert_chunk(c, convert_values);
+    if (m->order_column >= 0) {
         int64 inserted = insert_new_keys(c, subset);
         if (strategy == Strategy::InsertFirst)
             existing = static_cast<int>(upserts - inserted);
@@ -749,7 +761,7 @@ void apply_chunk_records(Chunk *c, int *subset, Strategy strategy) {
     using Expect = CompiledMapping::Expect;
     if (upserts > 0 && existing * 20 <= upserts && m->order_column >= 0)
         m->expect = Expect::NewKeys;
-    else if (upserts > 0 && newer * 20 >= upserts * 19 && !m->upsert_returning.sql.empty())
+    else if (upserts > 0 && newer * 20 >= upserts * 19)
         m->expect = Expect::StoredKeys;
     else
         m->expect = Expect::Mixed;
@@ -772,7 +784,7 @@ void apply_chunk(Chunk *c) {
     keep_newest_per_key(c);
     Strategy strategy = c->m->expect == CompiledMapping::Expect::NewKeys ? Strategy::InsertFirst
                         : c->m->expect == CompiledMapping::Expect::StoredKeys
-                            ? Strategy::UpsertFirst
+                            ? Strategy::UpdateFirst
                             : Strategy::LookUpFirst;
     if (strategy != Strategy::LookUpFirst) {
         bool has_tombstones = false;

@@ -284,12 +284,15 @@ class StatementBuilder {
         return sql + "]";
     }
 
-    // The two writes of full rows share one parameter list: one array per mapped column.
-    //   upsert:     INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <stored version older>
-    //   insert_new: INSERT ... ON CONFLICT (key) DO NOTHING   (keys believed new)
+    // The writes of full rows share one parameter list: one array per mapped column.
+    //   upsert:       INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <stored version older>
+    //   insert_new:   INSERT ... ON CONFLICT (key) DO NOTHING   (keys believed new)
+    //   insert_plain: INSERT                                     (tried first for new keys)
+    //   update_first: UPDATE ... FROM the batch WHERE <key> AND <stored version older>
+    //                 RETURNING the record number (one more array, the last parameter)
     void build_row_writes() {
         PreparedStatement &s = m_.upsert;
-        std::string insert_cols, select_list, params, aliases, excluded_set;
+        std::string insert_cols, select_list, params, aliases, excluded_set, update_set;
         for (MappedColumn &c : m_.columns) {
             std::string value;
             if (c.is_now) {
@@ -308,32 +311,48 @@ class StatementBuilder {
             std::string col = quote_ident(c.name);
             insert_cols += (insert_cols.empty() ? "" : ", ") + col;
             select_list += (select_list.empty() ? "" : ", ") + value;
-            if (!c.is_key && !c.keep_on_conflict)
+            if (!c.is_key && !c.keep_on_conflict) {
                 excluded_set += (excluded_set.empty() ? "" : ", ") + col + " = EXCLUDED." + col;
+                update_set += (update_set.empty() ? "" : ", ") + col + " = " + value;
+            }
         }
-        std::string conflict;
-        for (int k : m_.key_columns)
-            conflict += (conflict.empty() ? "" : ", ") + quote_ident(m_.columns[k].name);
+        std::string conflict, key_matches;
+        for (int k : m_.key_columns) {
+            const MappedColumn &c = m_.columns[k];
+            conflict += (conflict.empty() ? "" : ", ") + quote_ident(c.name);
+            key_matches += (key_matches.empty() ? "" : " AND ") + std::string("t.") +
+                           quote_ident(c.name) + " " +
+                           operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name, "equality") +
+                           " " + typed(c, "u.a" + std::to_string(c.param_number));
+        }
         if (excluded_set.empty()) { // nothing to overwrite: still count the row as updated
             std::string key = quote_ident(m_.columns[m_.key_columns[0]].name);
             excluded_set = key + " = EXCLUDED." + key;
+            update_set = key + " = t." + key;
         }
         std::string from = rows_from(params) + " AS u(" + aliases + ")";
         std::string plain = "INSERT INTO " + m_.target_name + " AS t (" + insert_cols +
                             ") SELECT " + select_list + " FROM " + from;
         std::string insert = plain + " ON CONFLICT (" + conflict + ") DO ";
         s.sql = insert + "UPDATE SET " + excluded_set;
+        std::string guard;
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
             s.sql += " WHERE " + order_guard("t." + col, "EXCLUDED." + col);
+            guard =
+                " AND " + order_guard("t." + col,
+                                      typed(order(), "u.a" + std::to_string(order().param_number)));
         }
-        // xmax is 0 in a row just inserted, and the updater's id in one just updated. A
-        // partitioned table cannot return system columns: it always looks up first.
-        if (!m_.target_partitioned) {
-            m_.upsert_returning.sql = s.sql + " RETURNING (t.xmax OPERATOR(pg_catalog.=) 0)";
-            m_.upsert_returning.arg_types = s.arg_types;
-            m_.upsert_returning.arg_descriptions = s.arg_descriptions;
-        }
+
+        PreparedStatement &u = m_.update_first;
+        u.arg_types = s.arg_types;
+        u.arg_descriptions = s.arg_descriptions;
+        add_param(u, INT4ARRAYOID, "record number integer[]");
+        u.sql = "UPDATE " + m_.target_name + " AS t SET " + update_set + " FROM " +
+                rows_from(params + ", $" + std::to_string(u.arg_types.size())) + " AS u(" +
+                aliases + ", i) WHERE " + key_matches + guard + " RETURNING u.i";
+        u.join_in_batch_order = true;
+
         if (m_.order_column >= 0) {
             m_.insert_new.sql = insert + "NOTHING";
             m_.insert_new.arg_types = s.arg_types;
@@ -361,6 +380,7 @@ class StatementBuilder {
         std::string from = key_unnest(s, false, m_.order_column >= 0, aliases);
         s.sql = "DELETE FROM " + m_.target_name + " AS t USING " + from + " WHERE " +
                 key_match("t", "u.k");
+        s.join_in_batch_order = true;
         if (m_.order_column >= 0)
             s.sql += " AND " + order_guard("t." + quote_ident(order().name), typed(order(), "u.v"));
     }
@@ -427,7 +447,7 @@ std::string join_names(const std::vector<std::string> &names) {
 
 CompiledMapping::~CompiledMapping() {
     // Only freeing: neither call raises.
-    for (PreparedStatement *s : {&lookup, &upsert, &upsert_returning, &insert_new, &insert_plain,
+    for (PreparedStatement *s : {&lookup, &upsert, &update_first, &insert_new, &insert_plain,
                                  &remove, &tomb_any, &tomb_lookup, &tomb_upsert})
         if (s->plan)
             SPI_freeplan(s->plan);
@@ -457,7 +477,6 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
 
     TargetTable table = describe_target(row.target_table);
     m->target_name = table.qualified_name;
-    m->target_partitioned = table.relkind == RELKIND_PARTITIONED_TABLE;
     if (table.relkind != RELKIND_RELATION && table.relkind != RELKIND_PARTITIONED_TABLE)
         mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
                       "target " + table.display_name + " is not a table");
@@ -625,7 +644,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         StatementBuilder(*m).build();
         if (prepare_statements)
             for (PreparedStatement *s :
-                 {&m->lookup, &m->upsert, &m->upsert_returning, &m->insert_new, &m->insert_plain,
+                 {&m->lookup, &m->upsert, &m->update_first, &m->insert_new, &m->insert_plain,
                   &m->remove, &m->tomb_any, &m->tomb_lookup, &m->tomb_upsert})
                 prepare(*s);
     }

@@ -56,12 +56,14 @@ struct PreparedStatement {
     std::vector<Oid> arg_types;
     std::vector<std::string> arg_descriptions; // for explain_mapping
     SPIPlanPtr plan = nullptr;
+    // A join of the batch with the target, planned as a nested loop over the batch so that
+    // target rows are visited (and locked) in the batch's key order, as INSERT does.
+    bool join_in_batch_order = false;
 };
 
 struct CompiledMapping {
     MappingRow row;
     std::string target_name; // quoted, schema-qualified
-    bool target_partitioned = false;
     std::vector<MappedColumn> columns;
     std::vector<int> key_columns; // indexes into columns
     int order_column = -1;        // index into columns, or -1
@@ -70,18 +72,18 @@ struct CompiledMapping {
     Oid order_collation = InvalidOid;
 
     // The applier's statements (see mapping_compiler.cpp for their shapes).
-    PreparedStatement lookup;           // stored versions of a batch's keys (caller's rights)
-    PreparedStatement upsert;           // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
-    PreparedStatement upsert_returning; // the same, RETURNING whether each row was new
-    PreparedStatement insert_new;       // INSERT ... ON CONFLICT DO NOTHING, keys believed new
-    PreparedStatement insert_plain;     // INSERT without ON CONFLICT: tried first for new keys
-    PreparedStatement remove;           // DELETE ... USING unnest (caller's rights)
-    PreparedStatement tomb_any;    // does the collection have tombstones at all (extension owner)
-    PreparedStatement tomb_lookup; // tombstones newer than a batch (extension owner)
-    PreparedStatement tomb_upsert; // record tombstones (extension owner)
+    PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)
+    PreparedStatement upsert;       // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
+    PreparedStatement update_first; // UPDATE ... FROM unnest, RETURNING the records updated
+    PreparedStatement insert_new;   // INSERT ... ON CONFLICT DO NOTHING, keys believed new
+    PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
+    PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
+    PreparedStatement tomb_any;     // does the collection have tombstones at all (extension owner)
+    PreparedStatement tomb_lookup;  // tombstones newer than a batch (extension owner)
+    PreparedStatement tomb_upsert;  // record tombstones (extension owner)
 
     // What the last chunk's keys were, which decides how the next chunk is applied:
-    // mostly new (insert first), mostly stored with older versions (upsert first), or
+    // mostly new (insert first), mostly stored with older versions (update first), or
     // anything else (look up first). See batch_applier.cpp.
     enum class Expect { Mixed, NewKeys, StoredKeys } expect = Expect::Mixed;
 

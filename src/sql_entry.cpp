@@ -183,7 +183,7 @@ Datum sequin_explain_mapping(PG_FUNCTION_ARGS) {
         {"tombstone lookup: keys deleted at a newer version", "extension owner", &m->tomb_lookup},
         {"insert or update (new keys, then keys stored with an older version)", "caller",
          &m->upsert},
-        {"upsert first: when recent chunks updated stored keys", "caller", &m->upsert_returning},
+        {"update first: when recent chunks updated stored keys", "caller", &m->update_first},
         {"insert new keys, tried first (fails as a whole if one exists)", "caller",
          &m->insert_plain},
         {"insert new keys, when the plain insert failed", "caller", &m->insert_new},
