@@ -141,3 +141,32 @@ SELECT inserted FROM sequin.sequin_upsert((
 SELECT count(*) AS compared,
        count(*) FILTER (WHERE format('%s | %s | %s', t.ts, t.tstz, t.ts3) <> conv.expected_ts(r.s)) AS disagree
 FROM conv.ts_random r JOIN conv.t t ON t.id = r.i::text;
+
+-- A record's top-level values are found in one pass over its entries. Records with 3 to
+-- 100 keys (jsonb stores an offset only every 32 entries; over 64 keys use a heap buffer),
+-- values of every JSON type, keys of different lengths: each column must hold exactly
+-- what the -> operator finds.
+CREATE TABLE conv.wide (id text PRIMARY KEY, k1 jsonb, k2 jsonb, k31 jsonb, k32 jsonb,
+                        k33 jsonb, k64 jsonb, k65 jsonb, k99 jsonb, long jsonb, inner_v text);
+SELECT sequin.create_mapping('wide', 'conv.wide', '{"id": "id", "k1": "k1", "k2": "k2",
+    "k31": "k31", "k32": "k32", "k33": "k33", "k64": "k64", "k65": "k65", "k99": "k99",
+    "long": "a_rather_long_key_name_that_sorts_last", "inner_v": "k3.inner"}');
+CREATE TABLE conv.wide_records AS
+SELECT keys, jsonb_object_agg('k' || i, CASE i % 5 WHEN 0 THEN to_jsonb(repeat('s', i % 7))
+                                                 WHEN 1 THEN to_jsonb(i + 0.5)
+                                                 WHEN 2 THEN to_jsonb(i % 2 = 0)
+                                                 WHEN 3 THEN jsonb_build_object('inner', 'v' || i)
+                                                 ELSE 'null'::jsonb END)
+             || jsonb_build_object('id', 'w' || keys, 'collection_id', 'wide',
+                                   'a_rather_long_key_name_that_sorts_last', keys) AS r
+FROM unnest(ARRAY[3, 31, 32, 33, 64, 65, 100]) AS keys, generate_series(1, keys) AS i
+GROUP BY keys;
+SELECT inserted FROM sequin.sequin_upsert((SELECT jsonb_agg(r ORDER BY keys) FROM conv.wide_records));
+SELECT count(*) AS compared,
+       count(*) FILTER (WHERE (w.k1, w.k2, w.k31, w.k32, w.k33, w.k64, w.k65, w.k99, w.long, w.inner_v)
+           IS DISTINCT FROM (nullif(r->'k1', 'null'), nullif(r->'k2', 'null'), nullif(r->'k31', 'null'),
+                             nullif(r->'k32', 'null'), nullif(r->'k33', 'null'), nullif(r->'k64', 'null'),
+                             nullif(r->'k65', 'null'), nullif(r->'k99', 'null'),
+                             r->'a_rather_long_key_name_that_sorts_last', r->'k3'->>'inner')) AS differ
+FROM conv.wide_records JOIN conv.wide w ON w.id = 'w' || keys;
+SELECT id, k1, k2, k33, k65, k99, long, inner_v FROM conv.wide ORDER BY id;

@@ -72,9 +72,11 @@ struct Chunk {
     char **key;
     int *key_len;
     StringInfoData key_scratch; // builds one record's key at a time
-    int next;                   // conversion progress (survives a longjmp: lives in memory)
-    const char *column;         // column being converted, for messages
-    Oid owner;                  // extension owner, for bookkeeping statements
+    JsonbValue *top_values;     // the record's top-level values of the phase's keys
+    bool *top_found;
+    int next;           // conversion progress (survives a longjmp: lives in memory)
+    const char *column; // column being converted, for messages
+    Oid owner;          // extension owner, for bookkeeping statements
 };
 
 // How often a statement chosen as a deadlock victim runs again before the call fails.
@@ -206,12 +208,21 @@ void append_key_part(StringInfo key, const ValueType *vt, Datum value) {
     appendBinaryStringInfo(key, bytes, length);
 }
 
-// Converts column i of record r (values and nulls already point at the record's row).
-void convert_column(Chunk *c, const InputRecord &in, int i, Datum *values, bool *nulls) {
+// Finds the top-level values of a phase's keys in the record: one pass over its entries.
+void find_top_values(Chunk *c, const InputRecord &in, const std::vector<PathStep> &keys) {
+    json_find_keys(in.record, keys.data(), static_cast<int>(keys.size()), c->top_values,
+                   c->top_found);
+}
+
+// Converts column i of the record whose top-level values were found last (values and
+// nulls already point at the record's row).
+void convert_column(Chunk *c, int i, Datum *values, bool *nulls) {
     MappedColumn &col = c->m->columns[i];
     JsonbValue value;
     c->column = col.name.c_str();
-    if (!json_path_find(in.record, col.path, &value) || value.type == jbvNull) {
+    if (!c->top_found[col.key_slot] ||
+        !json_path_find_from(c->top_values[col.key_slot], col.path, &value) ||
+        value.type == jbvNull) {
         if (col.required)
             ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
                             errmsg("required value is missing (source path has no value)")));
@@ -230,9 +241,10 @@ void convert_identity(Chunk *c, int r) {
     bool *nulls = c->nulls + static_cast<size_t>(r) * c->ncols;
     c->column = nullptr;
 
+    find_top_values(c, in, m->identity_keys);
     bool is_delete = false;
-    JsonbValue value;
-    if (json_key_find(in.record, "deleted", &value)) {
+    if (c->top_found[m->deleted_slot]) {
+        const JsonbValue &value = c->top_values[m->deleted_slot];
         if (value.type == jbvBool)
             is_delete = value.val.boolean;
         else if (value.type != jbvNull)
@@ -252,7 +264,7 @@ void convert_identity(Chunk *c, int r) {
         nulls[i] = true;
         values[i] = (Datum)0;
         if (m->columns[i].is_key || m->columns[i].is_order)
-            convert_column(c, in, i, values, nulls);
+            convert_column(c, i, values, nulls);
         if (m->columns[i].is_key && nulls[i]) // even when not listed in "required"
             ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
                             errmsg("conflict column value is missing: a record needs its key")));
@@ -278,10 +290,11 @@ void convert_values(Chunk *c, int r) {
     const InputRecord &in = c->inputs[c->members[r]];
     Datum *values = c->values + static_cast<size_t>(r) * c->ncols;
     bool *nulls = c->nulls + static_cast<size_t>(r) * c->ncols;
+    find_top_values(c, in, c->m->value_keys);
     for (int i = 0; i < c->ncols; i++) {
         const MappedColumn &col = c->m->columns[i];
         if (!col.is_now && !col.is_key && !col.is_order)
-            convert_column(c, in, i, values, nulls);
+            convert_column(c, i, values, nulls);
     }
     c->column = nullptr;
 }
@@ -779,6 +792,9 @@ void apply_chunk(Chunk *c) {
     c->key_len = static_cast<int *>(palloc0(sizeof(int) * c->n));
     int *subset = static_cast<int *>(palloc(sizeof(int) * c->n));
     initStringInfo(&c->key_scratch);
+    size_t top_keys = Max(c->m->identity_keys.size(), c->m->value_keys.size());
+    c->top_values = static_cast<JsonbValue *>(palloc(sizeof(JsonbValue) * top_keys));
+    c->top_found = static_cast<bool *>(palloc(sizeof(bool) * top_keys));
 
     convert_chunk(c, convert_identity);
     keep_newest_per_key(c);

@@ -443,6 +443,38 @@ std::string join_names(const std::vector<std::string> &names) {
     return joined;
 }
 
+// Sorts a phase's top-level keys (each once) and gives each column the slot of its own.
+void assign_phase_slots(std::vector<PathStep> &keys, std::vector<MappedColumn *> &columns) {
+    for (MappedColumn *c : columns)
+        keys.push_back(c->path_steps[0]);
+    std::sort(keys.begin(), keys.end(), json_key_precedes);
+    keys.erase(std::unique(keys.begin(), keys.end(),
+                           [](const PathStep &a, const PathStep &b) {
+                               return !json_key_precedes(a, b) && !json_key_precedes(b, a);
+                           }),
+               keys.end());
+    for (MappedColumn *c : columns)
+        c->key_slot = static_cast<int>(
+            std::lower_bound(keys.begin(), keys.end(), c->path_steps[0], json_key_precedes) -
+            keys.begin());
+}
+
+void assign_key_slots(CompiledMapping &m) {
+    static const char deleted[] = "deleted";
+    std::vector<MappedColumn *> identity, values;
+    for (MappedColumn &c : m.columns)
+        if (!c.is_now)
+            (c.is_key || c.is_order ? identity : values).push_back(&c);
+    const PathStep deleted_step{deleted, static_cast<int>(sizeof deleted - 1), -1};
+    m.identity_keys.push_back(deleted_step);
+    assign_phase_slots(m.identity_keys, identity);
+    m.deleted_slot =
+        static_cast<int>(std::lower_bound(m.identity_keys.begin(), m.identity_keys.end(),
+                                          deleted_step, json_key_precedes) -
+                         m.identity_keys.begin());
+    assign_phase_slots(m.value_keys, values);
+}
+
 } // namespace
 
 CompiledMapping::~CompiledMapping() {
@@ -640,6 +672,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
             c.required = c.is_key || c.is_order;
     }
 
+    assign_key_slots(*m);
     if (!m->key_columns.empty()) {
         StatementBuilder(*m).build();
         if (prepare_statements)

@@ -48,6 +48,7 @@ struct MappedColumn {
     bool param_as_text = false; // passed as text[] and cast in SQL (array columns)
     Oid param_element_type = InvalidOid;
     int param_number = 0; // $n of the column's array in the upsert statement
+    int key_slot = -1;    // its first path step in identity_keys or value_keys
 };
 
 // One prepared statement with its text and parameter types, kept across calls.
@@ -68,6 +69,12 @@ struct CompiledMapping {
     std::vector<int> key_columns; // indexes into columns
     int order_column = -1;        // index into columns, or -1
     OnDelete on_delete = OnDelete::Delete;
+    // The top-level record keys each conversion phase reads, in jsonb's key order: found
+    // in one pass over a record. Phase 1 (identity): "deleted", key and order columns;
+    // phase 2: the other columns.
+    std::vector<PathStep> identity_keys;
+    std::vector<PathStep> value_keys;
+    int deleted_slot = -1;  // "deleted" in identity_keys
     FmgrInfo order_compare; // btree comparison of the order column's type
     Oid order_collation = InvalidOid;
 

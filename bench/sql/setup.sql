@@ -43,6 +43,10 @@ CREATE TABLE bench.batches (
 -- Out of line but uncompressed: reading a batch costs no decompression inside a method.
 ALTER TABLE bench.batches ALTER COLUMN records SET STORAGE EXTERNAL;
 
+-- (C) floor for (E): the records COPY'd as JSON text into a jsonb column, nothing applied.
+-- Unlogged: (E) writes no row of a record that applies, so this floor writes no WAL either.
+CREATE UNLOGGED TABLE bench.parsed (record jsonb NOT NULL);
+
 -- One big array for the memory measurement of --scale.
 CREATE TABLE bench.big (records jsonb NOT NULL);
 ALTER TABLE bench.big ALTER COLUMN records SET STORAGE EXTERNAL;
