@@ -667,11 +667,15 @@ void write_chunk(Chunk *c, int *subset) {
         if (c->state[r] == Upsert && !c->exists[r])
             subset[n++] = r;
     write_records_in_key_order(c, WriteInsert, subset, n);
-    n = 0;
-    for (int r = 0; r < c->n; r++) // stored rows with an older version
-        if (c->state[r] == Upsert && c->exists[r])
-            subset[n++] = r;
-    write_records_in_key_order(c, WriteUpdate, subset, n);
+    // Stored rows with an older version: a guarded UPDATE (cheaper than ON CONFLICT), then
+    // an upsert for any it missed (deleted or changed by another session meanwhile).
+    for (WriteKind kind : {WriteUpdateFirst, WriteUpdate}) {
+        n = 0;
+        for (int r = 0; r < c->n; r++)
+            if (c->state[r] == Upsert && c->exists[r])
+                subset[n++] = r;
+        write_records_in_key_order(c, kind, subset, n);
+    }
     n = 0;
     for (int r = 0; r < c->n; r++)
         if (c->state[r] == Delete)

@@ -34,9 +34,17 @@ SELECT * FROM sequin.sequin_upsert(jsonb_build_array(
   jsonb_build_object('id', 'key' || :k4, 'collection_id', 'items', 'updated_idx', :v4, 'data', jsonb_build_object('p', 'p' || :v4))));
 INSERT INTO public.sent VALUES ('key' || :k1, :v1), ('key' || :k2, :v2), ('key' || :k3, :v3), ('key' || :k4, :v4);
 PGB
+# How many deadlocks the server has detected in this database.
+deadlock_count() {
+    sleep 1 # backends report their statistics when they end
+    psql_q -d $db -c "SELECT pg_stat_force_next_flush()" -c "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()" | tail -1
+}
+deadlocks_before=$(deadlock_count)
 out=$(pgbench -n -c 4 -j 2 -T 4 -f "$script" $db 2>&1)
 rc=$?
 tap_ok "pgbench clients ran without errors" test $rc -eq 0
+deadlocks=$(($(deadlock_count) - deadlocks_before))
+tap_ok "no deadlock between the clients ($deadlocks)" test "$deadlocks" = 0
 failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
 tap_ok "no client saw an error (failed transactions: ${failed:-0})" test "${failed:-0}" -eq 0
 processed=$(grep -Eo 'number of transactions actually processed: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
@@ -87,14 +95,13 @@ SELECT * FROM sequin.sequin_upsert((
   SELECT jsonb_agg(jsonb_build_object('id', id, 'collection_id', 'hot', 'updated_idx', v,
                                       'data', jsonb_build_object('p', 'p' || v))) FROM r));
 PGB
-deadlocks_before=$(psql_q -d $db -c "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+deadlocks_before=$(deadlock_count)
 out=$(pgbench -n -c 4 -j 2 -T 4 -f "$script" $db 2>&1)
 rc=$?
 tap_ok "update-heavy clients ran without errors" test $rc -eq 0
 processed=$(grep -Eo 'number of transactions actually processed: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
 tap_ok "update-heavy clients made progress ($processed calls)" test "${processed:-0}" -gt 100
-sleep 1 # the statistics collector's view of this database
-deadlocks=$(psql_q -d $db -c "SELECT pg_stat_force_next_flush(); SELECT deadlocks - $deadlocks_before FROM pg_stat_database WHERE datname = current_database()" | tail -1)
+deadlocks=$(($(deadlock_count) - deadlocks_before))
 tap_ok "no deadlock between updating clients ($deadlocks)" test "$deadlocks" = 0
 wrong=$(psql_q -d $db -c "SELECT count(*) FROM (SELECT id, max(v) AS v FROM public.hot_sent GROUP BY id) s
                           JOIN public.hot h USING (id)
