@@ -256,22 +256,25 @@ class StatementBuilder {
             params += ", $" + std::to_string(s.arg_types.size());
             aliases += ", v";
         }
-        return rows_from(params) + " AS u(" + aliases + ")";
+        return batch_rows(params, aliases);
     }
 
-    // unnest() of several arrays side by side (a bare unnest(a, b) cannot be qualified).
-    static std::string rows_from(const std::string &params) {
-        std::string sql = "ROWS FROM (";
-        size_t start = 0;
+    // The batch as rows u(aliases): the parameter arrays side by side. unnest() in the
+    // select list runs them in step, in array order, without the tuplestore per function
+    // that ROWS FROM (unnest(..), ..) fills first.
+    static std::string batch_rows(const std::string &params, const std::string &aliases) {
+        std::string sql = "(SELECT ";
+        size_t p = 0, a = 0;
         while (true) {
-            size_t comma = params.find(", ", start);
-            sql += (start ? ", " : "") + std::string("pg_catalog.unnest(") +
-                   params.substr(start, comma - start) + ")";
-            if (comma == std::string::npos)
+            size_t p_end = params.find(", ", p), a_end = aliases.find(", ", a);
+            sql += (p ? ", " : "") + std::string("pg_catalog.unnest(") +
+                   params.substr(p, p_end - p) + ") AS " + aliases.substr(a, a_end - a);
+            if (p_end == std::string::npos || a_end == std::string::npos)
                 break;
-            start = comma + 2;
+            p = p_end + 2;
+            a = a_end + 2;
         }
-        return sql + ")";
+        return sql + ") AS u";
     }
 
     std::string tomb_key() const {
@@ -330,7 +333,7 @@ class StatementBuilder {
             excluded_set = key + " = EXCLUDED." + key;
             update_set = key + " = t." + key;
         }
-        std::string from = rows_from(params) + " AS u(" + aliases + ")";
+        std::string from = batch_rows(params, aliases);
         std::string plain = "INSERT INTO " + m_.target_name + " AS t (" + insert_cols +
                             ") SELECT " + select_list + " FROM " + from;
         std::string insert = plain + " ON CONFLICT (" + conflict + ") DO ";
@@ -349,8 +352,8 @@ class StatementBuilder {
         u.arg_descriptions = s.arg_descriptions;
         add_param(u, INT4ARRAYOID, "record number integer[]");
         u.sql = "UPDATE " + m_.target_name + " AS t SET " + update_set + " FROM " +
-                rows_from(params + ", $" + std::to_string(u.arg_types.size())) + " AS u(" +
-                aliases + ", i) WHERE " + key_matches + guard + " RETURNING u.i";
+                batch_rows(params + ", $" + std::to_string(u.arg_types.size()), aliases + ", i") +
+                " WHERE " + key_matches + guard + " RETURNING u.i";
         u.join_in_batch_order = true;
 
         if (m_.order_column >= 0) {
