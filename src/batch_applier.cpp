@@ -661,28 +661,6 @@ void write_records_in_key_order(Chunk *c, WriteKind kind, int *subset, int n) {
     write_records(c, kind, subset, n);
 }
 
-void write_chunk(Chunk *c, int *subset) {
-    int n = 0;
-    for (int r = 0; r < c->n; r++) // rows that are not stored yet
-        if (c->state[r] == Upsert && !c->exists[r])
-            subset[n++] = r;
-    write_records_in_key_order(c, WriteInsert, subset, n);
-    // Stored rows with an older version: a guarded UPDATE (cheaper than ON CONFLICT), then
-    // an upsert for any it missed (deleted or changed by another session meanwhile).
-    for (WriteKind kind : {WriteUpdateFirst, WriteUpdate}) {
-        n = 0;
-        for (int r = 0; r < c->n; r++)
-            if (c->state[r] == Upsert && c->exists[r])
-                subset[n++] = r;
-        write_records_in_key_order(c, kind, subset, n);
-    }
-    n = 0;
-    for (int r = 0; r < c->n; r++)
-        if (c->state[r] == Delete)
-            subset[n++] = r;
-    write_records_in_key_order(c, WriteDelete, subset, n);
-}
-
 // Runs look-ups; they fail for the whole chunk (say, no SELECT right on the target).
 template <typename Fn> void run_lookups(Chunk *c, Fn &&lookups) {
     if (c->mode == ApplyMode::Atomic) {
@@ -694,6 +672,41 @@ template <typename Fn> void run_lookups(Chunk *c, Fn &&lookups) {
         for (int r = 0; r < c->n; r++)
             if (c->state[r] != Done)
                 fail_chunk_record(c, r, nullptr, error);
+}
+
+// Writes the records still to upsert whose key is (stored) or is not stored, as kind. They
+// are done then, except those a WriteUpdateFirst did not update.
+void write_upserts(Chunk *c, int *subset, bool stored, WriteKind kind) {
+    int n = 0;
+    for (int r = 0; r < c->n; r++)
+        if (c->state[r] == Upsert && c->exists[r] == stored)
+            subset[n++] = r;
+    write_records_in_key_order(c, kind, subset, n);
+    if (kind != WriteUpdateFirst)
+        for (int i = 0; i < n; i++)
+            c->state[subset[i]] = Done;
+}
+
+void write_chunk(Chunk *c, int *subset) {
+    write_upserts(c, subset, false, WriteInsert);
+    // Stored rows with an older version: one guarded UPDATE, cheaper than ON CONFLICT. What
+    // it did not update was changed by another session meanwhile: it is looked up again
+    // (without locks), so that a record now stale is skipped rather than locking its row in
+    // a second statement, which, holding the UPDATE's locks, could deadlock with that session.
+    write_upserts(c, subset, true, WriteUpdateFirst);
+    if (pending_records(c, subset, is_upsert) > 0) {
+        for (int r = 0; r < c->n; r++)
+            if (c->state[r] == Upsert)
+                c->exists[r] = c->newer[r] = false;
+        run_lookups(c, [&] {
+            lookup_stored_versions(c, subset, is_upsert);
+            skip_tombstoned(c, subset);
+        });
+        write_upserts(c, subset, false, WriteInsert);
+        write_upserts(c, subset, true, WriteUpdate);
+    }
+    int n = pending_records(c, subset, is_delete);
+    write_records_in_key_order(c, WriteDelete, subset, n);
 }
 
 // Keys believed new: INSERT ... ON CONFLICT DO NOTHING counts exactly what it inserts. The
