@@ -7,14 +7,15 @@
 //      deleted row;
 //   5. convert the other values of the records that remain, and write them with prepared
 //      statements fed with one array per column: new keys by a plain INSERT (or, if one
-//      exists after all, INSERT ... ON CONFLICT DO NOTHING), stored keys by INSERT ... ON
-//      CONFLICT DO UPDATE guarded by the version, deletes by DELETE ... USING.
+//      exists after all, INSERT ... ON CONFLICT DO NOTHING), stored keys by an UPDATE
+//      guarded by the version (what it misses is looked up again, and written by INSERT ...
+//      ON CONFLICT DO UPDATE), deletes by DELETE ... USING.
 // After a chunk of new keys (a fresh load) the next chunk skips steps 3 and 4 and inserts
 // first; after a chunk of updates, the next one starts with a guarded UPDATE and looks up
-// only what it did not update (both only while the collection has no tombstones). Writes run in a
-// subtransaction per statement; when one fails, it is split in halves until the failing record is
-// found: Atomic mode raises its error, Isolate mode reports it and applies the rest. C-shaped code:
-// no objects with destructors live in these frames.
+// only what it did not update (both only while the collection has no tombstones).
+// Writes run in a subtransaction per statement; when one fails, it is split in halves until
+// the failing record is found: Atomic mode raises its error, Isolate mode reports it and
+// applies the rest. C-shaped code: no objects with destructors live in these frames.
 #include "batch_applier.hpp"
 #include "bookkeeping.hpp"
 #include "json_path.hpp"

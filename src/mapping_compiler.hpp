@@ -81,7 +81,7 @@ struct CompiledMapping {
     // The applier's statements (see mapping_compiler.cpp for their shapes).
     PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)
     PreparedStatement upsert;       // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
-    PreparedStatement update_first; // UPDATE ... FROM unnest, RETURNING the records updated
+    PreparedStatement update_first; // UPDATE ... FROM the batch, RETURNING what it updated
     PreparedStatement insert_new;   // INSERT ... ON CONFLICT DO NOTHING, keys believed new
     PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
     PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
