@@ -119,10 +119,6 @@ static int fixed_digits(const char *text, int at, int count) {
     return number;
 }
 
-static bool is_leap_year(int year) {
-    return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-}
-
 // The common spelling of API timestamps, RFC 3339 ("2024-05-01T14:00:00.123456+02:00",
 // "...Z", no zone), read without the general date parser, which costs more than the rest
 // of a record's conversion. Returns false for anything else (other spellings, leap
@@ -137,10 +133,8 @@ static bool parse_rfc3339(const char *text, int length, Timestamp *result, bool 
     const int year = fixed_digits(text, 0, 4), month = fixed_digits(text, 5, 2),
               day = fixed_digits(text, 8, 2), hour = fixed_digits(text, 11, 2),
               minute = fixed_digits(text, 14, 2), second = fixed_digits(text, 17, 2);
-    static const int days_in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 ||
-        minute > 59 || second < 0 || second > 59 ||
-        day > days_in_month[month - 1] + (month == 2 && is_leap_year(year)))
+        minute > 59 || second < 0 || second > 59 || day > day_tab[isleap(year)][month - 1])
         return false;
     int at = 19;
     int64 fraction = 0;
