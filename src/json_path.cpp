@@ -62,12 +62,12 @@ static void entry_value(const JsonbContainer *container, int index, const char *
     }
 }
 
-bool json_find_keys(JsonbContainer *object, const PathStep *keys, int key_count, JsonbValue *values,
+void json_find_keys(JsonbContainer *object, const PathStep *keys, int key_count, JsonbValue *values,
                     bool *found) {
     for (int k = 0; k < key_count; k++)
         found[k] = false;
     if (!JsonContainerIsObject(object))
-        return false;
+        return;
     // An object stores all its keys, sorted, then the values in the same order; every entry
     // holds its length (or, every JB_OFFSET_STRIDE entries, its end offset).
     const int count = static_cast<int>(JsonContainerSize(object));
@@ -98,7 +98,6 @@ bool json_find_keys(JsonbContainer *object, const PathStep *keys, int key_count,
     }
     if (wanted != local)
         pfree(wanted);
-    return true;
 }
 
 bool json_path_find_from(const JsonbValue &first, const JsonPath &path, JsonbValue *found) {

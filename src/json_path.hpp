@@ -33,8 +33,8 @@ inline bool json_key_precedes(const PathStep &a, const PathStep &b) {
 
 // Finds several keys of an object in one pass over its entries, instead of one binary
 // search each. keys are sorted by json_key_precedes; found[i] tells whether keys[i] is
-// present, values[i] is its value. Returns false when object is not an object.
-bool json_find_keys(JsonbContainer *object, const PathStep *keys, int key_count, JsonbValue *values,
+// present, values[i] is its value (nothing is found in a non-object).
+void json_find_keys(JsonbContainer *object, const PathStep *keys, int key_count, JsonbValue *values,
                     bool *found);
 
 // The value at path, given the value of its first step (found by json_find_keys).

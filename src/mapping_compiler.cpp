@@ -223,7 +223,9 @@ class StatementBuilder {
         return "(" + stored + " IS NULL OR " + stored + " " + lt + " " + incoming + ")";
     }
 
-    std::string key_match(const std::string &row, const std::string &alias_prefix) const {
+    // row.key = incoming for every key column; alias(k, column) names the incoming value.
+    template <typename Alias>
+    std::string key_match_by(const std::string &row, Alias &&alias) const {
         std::string sql;
         for (size_t k = 0; k < m_.key_columns.size(); k++) {
             const MappedColumn &c = m_.columns[m_.key_columns[k]];
@@ -231,9 +233,16 @@ class StatementBuilder {
                 sql += " AND ";
             sql += row + "." + quote_ident(c.name) + " " +
                    operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name, "equality") + " " +
-                   typed(c, alias_prefix + std::to_string(k + 1));
+                   typed(c, alias(k, c));
         }
         return sql;
+    }
+
+    // The same, with the incoming key columns named prefix1, prefix2, ... (key_unnest).
+    std::string key_match(const std::string &row, const std::string &alias_prefix) const {
+        return key_match_by(row, [&](size_t k, const MappedColumn &) {
+            return alias_prefix + std::to_string(k + 1);
+        });
     }
 
     // unnest($first .. ) AS u(names): one array parameter per key column (+ order column).
@@ -319,15 +328,9 @@ class StatementBuilder {
                 update_set += (update_set.empty() ? "" : ", ") + col + " = " + value;
             }
         }
-        std::string conflict, key_matches;
-        for (int k : m_.key_columns) {
-            const MappedColumn &c = m_.columns[k];
-            conflict += (conflict.empty() ? "" : ", ") + quote_ident(c.name);
-            key_matches += (key_matches.empty() ? "" : " AND ") + std::string("t.") +
-                           quote_ident(c.name) + " " +
-                           operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name, "equality") +
-                           " " + typed(c, "u.a" + std::to_string(c.param_number));
-        }
+        std::string conflict;
+        for (int k : m_.key_columns)
+            conflict += (conflict.empty() ? "" : ", ") + quote_ident(m_.columns[k].name);
         if (excluded_set.empty()) { // nothing to overwrite: still count the row as updated
             std::string key = quote_ident(m_.columns[m_.key_columns[0]].name);
             excluded_set = key + " = EXCLUDED." + key;
@@ -351,6 +354,9 @@ class StatementBuilder {
         u.arg_types = s.arg_types;
         u.arg_descriptions = s.arg_descriptions;
         add_param(u, INT4ARRAYOID, "record number integer[]");
+        std::string key_matches = key_match_by("t", [](size_t, const MappedColumn &c) {
+            return "u.a" + std::to_string(c.param_number);
+        });
         u.sql = "UPDATE " + m_.target_name + " AS t SET " + update_set + " FROM " +
                 batch_rows(params + ", $" + std::to_string(u.arg_types.size()), aliases + ", i") +
                 " WHERE " + key_matches + guard + " RETURNING u.i";
@@ -446,6 +452,12 @@ std::string join_names(const std::vector<std::string> &names) {
     return joined;
 }
 
+// Where key is in keys (sorted by json_key_precedes).
+int key_slot_of(const std::vector<PathStep> &keys, const PathStep &key) {
+    return static_cast<int>(std::lower_bound(keys.begin(), keys.end(), key, json_key_precedes) -
+                            keys.begin());
+}
+
 // Sorts a phase's top-level keys (each once) and gives each column the slot of its own.
 void assign_phase_slots(std::vector<PathStep> &keys, std::vector<MappedColumn *> &columns) {
     for (MappedColumn *c : columns)
@@ -457,9 +469,7 @@ void assign_phase_slots(std::vector<PathStep> &keys, std::vector<MappedColumn *>
                            }),
                keys.end());
     for (MappedColumn *c : columns)
-        c->key_slot = static_cast<int>(
-            std::lower_bound(keys.begin(), keys.end(), c->path_steps[0], json_key_precedes) -
-            keys.begin());
+        c->key_slot = key_slot_of(keys, c->path_steps[0]);
 }
 
 void assign_key_slots(CompiledMapping &m) {
@@ -471,10 +481,7 @@ void assign_key_slots(CompiledMapping &m) {
     const PathStep deleted_step{deleted, static_cast<int>(sizeof deleted - 1), -1};
     m.identity_keys.push_back(deleted_step);
     assign_phase_slots(m.identity_keys, identity);
-    m.deleted_slot =
-        static_cast<int>(std::lower_bound(m.identity_keys.begin(), m.identity_keys.end(),
-                                          deleted_step, json_key_precedes) -
-                         m.identity_keys.begin());
+    m.deleted_slot = key_slot_of(m.identity_keys, deleted_step);
     assign_phase_slots(m.value_keys, values);
 }
 
