@@ -26,7 +26,7 @@
 #   SEQUIN_SERVER_LOG                 server log file (empty for a server we did not start)
 #   SEQUIN_CLUSTER_OWNED              1 if the server is our throwaway cluster, else 0
 #
-# Knobs (environment): PG_CONFIG, SEQUIN_PG_OPTS (extra `postgres` options, e.g.
+# Knobs (environment): PG_CONFIG, SEQUIN_NO_INSTALL=1 (use the installed extension as it is), SEQUIN_PG_OPTS (extra `postgres` options, e.g.
 # "-c shared_preload_libraries=sequin_upsert"), SEQUIN_KEEP_CLUSTER=1 (keep the temp dir
 # for inspection instead of deleting it).
 
@@ -79,6 +79,10 @@ ensure_deps() {
 
 # Builds and installs the extension (make reads SEQUIN_WERROR etc. from the environment).
 build_and_install() {
+    if [[ ${SEQUIN_NO_INSTALL:-0} == 1 ]]; then
+        _sequin_log "SEQUIN_NO_INSTALL=1: using the extension already installed"
+        return 0
+    fi
     _sequin_log "building in $SEQUIN_ROOT (PG_CONFIG=$PG_CONFIG)"
     make -C "$SEQUIN_ROOT" -j2 PG_CONFIG="$PG_CONFIG" ||
         _sequin_die "build failed"
