@@ -1,19 +1,9 @@
 # sequin_upsert: PGXS build of a C++17 extension.
 EXTENSION  = sequin_upsert
 MODULE_big = sequin_upsert
-OBJS = \
-	src/pg_boundary.o \
-	src/json_path.o \
-	src/value_converter.o \
-	src/mapping_source.o \
-	src/mapping_compiler.o \
-	src/mapping_cache.o \
-	src/bookkeeping.o \
-	src/batch_applier.o \
-	src/staging_trigger.o \
-	src/staging_capture.o \
-	src/stats.o \
-	src/sql_entry.o
+# src/ is laid out by layer (see the README's "Code map"): every .cpp below it is built.
+SOURCES = $(sort $(wildcard src/*/*.cpp))
+OBJS = $(SOURCES:.cpp=.o)
 
 DATA = $(wildcard sql/sequin_upsert--*.sql)
 
@@ -27,7 +17,7 @@ PG_INCLUDE_SERVER := $(shell $(PG_CONFIG) --includedir-server)
 # No LLVM bitcode: the JIT cannot inline C++ and clang need not be installed.
 override with_llvm = no
 
-PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers \
 	-isystem $(PG_INCLUDE_SERVER) -Isrc
 ifeq ($(SEQUIN_WERROR),1)
 PG_CXXFLAGS += -Werror
@@ -43,11 +33,13 @@ include $(PGXS)
 
 -include $(OBJS:.o=.d)
 
+FORMATTED = $(SOURCES) $(sort $(wildcard src/*/*.hpp)) $(wildcard test/libfuzzer/*.cpp)
+
 format:
-	clang-format -i src/*.cpp src/*.hpp test/libfuzzer/*.cpp
+	clang-format -i $(FORMATTED)
 
 format-check:
-	clang-format --dry-run --Werror src/*.cpp src/*.hpp test/libfuzzer/*.cpp
+	clang-format --dry-run --Werror $(FORMATTED)
 
 .PHONY: format format-check
 

@@ -1,6 +1,6 @@
-// libFuzzer target for the mapping source parser (src/mapping_source.cpp): any byte string
+// libFuzzer target for the mapping source parser (src/mapping/mapping_source.cpp): any byte string
 // as a "columns" document must parse or raise SourceError, never crash or hit UB.
-#include "mapping_source.hpp"
+#include "mapping/mapping_source.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -18,7 +18,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -Isrc test/libfuzzer/mapping_source_fuzzer.cpp src/mapping_source.cpp -o "$work/fuzzer" 2>"$work/build.log"
+    -Isrc test/libfuzzer/mapping_source_fuzzer.cpp src/mapping/mapping_source.cpp -o "$work/fuzzer" 2>"$work/build.log"
 tap_ok "the fuzz target builds with -fsanitize=fuzzer,address,undefined" test -x "$work/fuzzer"
 [[ -x $work/fuzzer ]] || { cat "$work/build.log"; tap_done; }
 cp -r test/libfuzzer/corpus "$work/corpus"

@@ -1,0 +1,202 @@
+// The applier's orchestration: records are grouped by collection (in order of first
+// appearance), each group is applied in chunks of sequin.batch_size records, and what
+// happened is added to the collection's counters. The steps of a chunk are in the files
+// listed in chunk.hpp. C-shaped server code.
+#include "apply/apply_records.hpp"
+#include "apply/chunk.hpp"
+#include "apply/write_isolation.hpp"
+#include "mapping/mapping_cache.hpp"
+#include "pg/json_path.hpp"
+#include "pg/run_as_owner.hpp"
+#include "pg/stats_counters.hpp"
+
+extern "C" {
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+}
+
+int sequin_batch_size = 1000;
+
+namespace sequin {
+
+namespace {
+
+// Records of one collection, in input order.
+struct Group {
+    const char *collection;
+    int collection_len;
+    int *members;
+    int count;
+};
+
+// Converts the identities of a chunk, keeps one record per key, and applies the rest.
+void apply_chunk(Chunk *chunk) {
+    int count = chunk->count;
+    size_t cells = static_cast<size_t>(count) * chunk->column_count;
+    chunk->values = static_cast<Datum *>(palloc(sizeof(Datum) * (cells ? cells : 1)));
+    chunk->nulls = static_cast<bool *>(palloc(sizeof(bool) * (cells ? cells : 1)));
+    chunk->state = static_cast<uint8 *>(palloc0(count));
+    chunk->stored = static_cast<bool *>(palloc0(count));
+    chunk->stored_older = static_cast<bool *>(palloc0(count));
+    chunk->keys = static_cast<RecordKey *>(palloc0(sizeof(RecordKey) * count));
+    int *scratch = static_cast<int *>(palloc(sizeof(int) * count));
+    initStringInfo(&chunk->key_scratch);
+    const CompiledMapping *mapping = chunk->mapping;
+    size_t top_keys = Max(mapping->identity_keys.size(), mapping->value_keys.size());
+    chunk->top_values = static_cast<JsonbValue *>(palloc(sizeof(JsonbValue) * top_keys));
+    chunk->top_found = static_cast<bool *>(palloc(sizeof(bool) * top_keys));
+
+    convert_chunk(chunk, convert_identity);
+    keep_newest_per_key(chunk);
+    apply_with_strategy(chunk, scratch);
+}
+
+// The mapping of a group; NULL when it has none (Isolate: its records failed).
+CompiledMapping *group_mapping(const Group &group, const InputRecord *records,
+                               const CallSettings &call) {
+    CompiledMapping *mapping = nullptr;
+    if (call.mode == ApplyMode::Atomic) {
+        MemoryContext context = CurrentMemoryContext;
+        PG_TRY();
+        { mapping = pin_mapping(group.collection, group.collection_len); }
+        PG_CATCH();
+        {
+            MemoryContextSwitchTo(context);
+            ErrorData *error = CopyErrorData();
+            FlushErrorState();
+            fail_record(records[group.members[0]], nullptr, error, call);
+        }
+        PG_END_TRY();
+        return mapping;
+    }
+    ErrorData *error = try_in_subtransaction(
+        [&] { mapping = pin_mapping(group.collection, group.collection_len); });
+    if (error) {
+        for (int i = 0; i < group.count; i++)
+            fail_record(records[group.members[i]], nullptr, error, call);
+        return nullptr;
+    }
+    return mapping;
+}
+
+void apply_group_records(const Group &group, const InputRecord *records, const CallSettings &call,
+                         MemoryContext chunk_context) {
+    CompiledMapping *mapping = group_mapping(group, records, call);
+    if (!mapping)
+        return;
+    if (mapping->key_columns.empty())
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+                 errmsg("mapping \"%s\" has no conflict key", mapping->row.collection_id.c_str())));
+    int batch = sequin_batch_size > 0 ? sequin_batch_size : 1000;
+    for (int start = 0; start < group.count; start += batch) {
+        MemoryContext old = MemoryContextSwitchTo(chunk_context);
+        Chunk chunk;
+        memset(&chunk, 0, sizeof chunk);
+        chunk.mapping = mapping;
+        chunk.call = &call;
+        chunk.inputs = records;
+        chunk.members = group.members + start;
+        chunk.count = group.count - start < batch ? group.count - start : batch;
+        chunk.column_count = static_cast<int>(mapping->columns.size());
+        apply_chunk(&chunk);
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(chunk_context);
+        CHECK_FOR_INTERRUPTS();
+    }
+    unpin_mapping(mapping);
+}
+
+// Applies one collection's records and adds what happened to its counters.
+void apply_group(const Group &group, const InputRecord *records, const CallSettings &call,
+                 MemoryContext chunk_context) {
+    ApplyCounts *counts = call.counts;
+    ApplyCounts before = *counts;
+    apply_group_records(group, records, call, chunk_context);
+    ApplyCounts delta = {counts->inserted - before.inserted, counts->updated - before.updated,
+                         counts->deleted - before.deleted, counts->skipped - before.skipped,
+                         counts->failed - before.failed};
+    stats_add(group.collection, group.collection_len, delta, call.bookkeeping_owner);
+}
+
+// Groups the records by collection, in order of first appearance. Records without a
+// collection fail here. Returns the number of groups.
+int group_by_collection(const InputRecord *records, int count, const CallSettings &call,
+                        Group **groups_out) {
+    Group *groups = static_cast<Group *>(palloc0(sizeof(Group) * count));
+    int *group_of = static_cast<int *>(palloc(sizeof(int) * count));
+    int group_count = 0, last = -1;
+    for (int i = 0; i < count; i++) {
+        group_of[i] = -1;
+        const InputRecord &input = records[i];
+        JsonbValue collection;
+        if (!input.record || !JsonContainerIsObject(input.record)) {
+            fail_input(input, ERRCODE_INVALID_PARAMETER_VALUE, "record is not a JSON object", call);
+            continue;
+        }
+        if (!json_key_find(input.record, "collection_id", &collection) ||
+            collection.type != jbvString) {
+            fail_input(input, ERRCODE_NOT_NULL_VIOLATION, "record has no \"collection_id\" string",
+                       call);
+            continue;
+        }
+        const char *name = collection.val.string.val;
+        int len = collection.val.string.len;
+        int found = -1;
+        if (last >= 0 && groups[last].collection_len == len &&
+            memcmp(groups[last].collection, name, len) == 0)
+            found = last;
+        for (int j = 0; found < 0 && j < group_count; j++)
+            if (groups[j].collection_len == len && memcmp(groups[j].collection, name, len) == 0)
+                found = j;
+        if (found < 0) {
+            found = group_count++;
+            groups[found].collection = name;
+            groups[found].collection_len = len;
+        }
+        group_of[i] = last = found;
+        groups[found].count++;
+    }
+    for (int g = 0; g < group_count; g++) {
+        groups[g].members = static_cast<int *>(palloc(sizeof(int) * groups[g].count));
+        groups[g].count = 0;
+    }
+    for (int i = 0; i < count; i++)
+        if (group_of[i] >= 0) {
+            Group &group = groups[group_of[i]];
+            group.members[group.count++] = i;
+        }
+    *groups_out = groups;
+    return group_count;
+}
+
+} // namespace
+
+void apply_records(const InputRecord *records, int count, ApplyMode mode,
+                   FailureCallback on_failure, void *callback_arg, ApplyCounts *counts) {
+    memset(counts, 0, sizeof *counts);
+    if (count == 0)
+        return;
+    MemoryContext call_context =
+        AllocSetContextCreate(CurrentMemoryContext, "sequin apply", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext chunk_context =
+        AllocSetContextCreate(call_context, "sequin chunk", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(call_context);
+
+    CallSettings call = {mode, on_failure, callback_arg, counts, InvalidOid};
+    Group *groups;
+    int group_count = group_by_collection(records, count, call, &groups);
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    MemoryContextSwitchTo(call_context);
+    call.bookkeeping_owner = sequin_relation_owner("tombstones");
+    for (int g = 0; g < group_count; g++)
+        apply_group(groups[g], records, call, chunk_context);
+    SPI_finish();
+    MemoryContextSwitchTo(old);
+    MemoryContextDelete(call_context);
+}
+
+} // namespace sequin

@@ -1,0 +1,141 @@
+// A chunk: up to sequin.batch_size records of one collection, with everything derived from
+// them, as parallel arrays indexed by the record's place in the chunk. The applier's steps
+// (apply/*.cpp) share it; this header declares them in the order they run:
+//   chunk_conversion  record -> upsert or delete, key, version; then the other values
+//   duplicate_keys    one record per key (the newest); key order for writes
+//   stored_lookup     stored versions and tombstones of the chunk's keys: stale is skipped
+//   chunk_writes      INSERT / UPDATE / DELETE with one array per column
+//   write_strategy    which of those run first, from what the last chunk was like
+//   write_isolation   subtransactions: a failing record is found and reported or raised
+// C-shaped server code: no objects with destructors live in these frames.
+#pragma once
+
+#include "apply/apply_records.hpp"
+#include "mapping/compiled_mapping.hpp"
+
+extern "C" {
+#include "lib/stringinfo.h"
+}
+
+namespace sequin {
+
+enum RecordState : uint8 {
+    Pending, // not converted yet
+    Done,    // written, skipped or failed: nothing more to do
+    Upsert,  // to insert or update
+    Delete   // to delete
+};
+
+// What every chunk of one call shares: how failures are handled, and the counts.
+struct CallSettings {
+    ApplyMode mode;
+    FailureCallback on_failure;
+    void *callback_arg;
+    ApplyCounts *counts;
+    Oid bookkeeping_owner; // owner of the extension's tables (tombstones)
+};
+
+// A record's key as bytes (its typed values' binary forms), to find duplicates and to
+// write in one order.
+struct RecordKey {
+    char *bytes;
+    int length;
+    uint32 hash;
+};
+
+struct Chunk {
+    CompiledMapping *mapping;
+    const CallSettings *call;
+    const InputRecord *inputs;
+    const int *members; // record of the chunk -> index in inputs
+    int count;
+    int column_count;
+    Datum *values; // count rows of column_count values
+    bool *nulls;
+    uint8 *state;       // RecordState
+    bool *stored;       // a row with its key is stored
+    bool *stored_older; // ... with an older version (or none): the record is newer
+    RecordKey *keys;
+    // Conversion's working state. next and column live in memory, not in locals, so that
+    // they are right after a longjmp out of a conversion.
+    StringInfoData key_scratch;
+    JsonbValue *top_values; // a record's top-level values of the phase's keys
+    bool *top_found;
+    int next;
+    const char *column; // being converted, for messages
+};
+
+inline Datum *row_values(Chunk *chunk, int record) {
+    return chunk->values + static_cast<size_t>(record) * chunk->column_count;
+}
+inline bool *row_nulls(Chunk *chunk, int record) {
+    return chunk->nulls + static_cast<size_t>(record) * chunk->column_count;
+}
+
+// ---- record_failure.cpp
+// A record failed: Atomic raises error (its SQLSTATE and detail kept, the message naming
+// the record and column), Isolate reports it to the callback and counts it.
+void fail_record(const InputRecord &input, const char *column, ErrorData *error,
+                 const CallSettings &call);
+void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error);
+// A record that cannot even be grouped (not an object, no collection_id).
+void fail_input(const InputRecord &input, int sqlstate, const char *reason,
+                const CallSettings &call);
+
+// ---- chunk_conversion.cpp
+typedef void (*RecordStep)(Chunk *chunk, int record);
+// Phase 1: upsert or delete, key and version (sets state and keys).
+void convert_identity(Chunk *chunk, int record);
+// Phase 2, for records still to upsert: the other mapped values.
+void convert_values(Chunk *chunk, int record);
+// Runs step over every record; a failing record fails alone (Isolate) or raises (Atomic).
+void convert_chunk(Chunk *chunk, RecordStep step);
+
+// ---- duplicate_keys.cpp
+// Several records of one key: the newest stays (array order without an order column), the
+// others are skipped, as if applied one by one.
+void keep_newest_per_key(Chunk *chunk);
+// Sorts records (chunk indexes) by key: concurrent writers then lock shared keys in the
+// same order.
+void sort_by_key(Chunk *chunk, int *records, int count);
+
+// ---- stored_lookup.cpp
+typedef bool (*RecordFilter)(const Chunk *chunk, int record);
+bool is_pending(const Chunk *chunk, int record);
+bool is_upsert(const Chunk *chunk, int record);
+bool is_delete(const Chunk *chunk, int record);
+bool is_new_upsert(const Chunk *chunk, int record);
+// Collects the records that wanted() selects into records; returns how many.
+int select_records(const Chunk *chunk, int *records, RecordFilter wanted);
+// Marks which wanted records' keys are stored, and skips those that are stale.
+void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted);
+// Has anything of this collection ever been deleted? One probe instead of one per key.
+bool collection_has_tombstones(Chunk *chunk);
+// Skips new keys whose tombstone is as new as the record or newer.
+void skip_tombstoned(Chunk *chunk, int *scratch);
+
+// ---- chunk_writes.cpp
+enum WriteKind {
+    WriteInsert,      // ON CONFLICT DO UPDATE, guarded by the version
+    WriteUpdate,      // the same, for keys known to be stored
+    WriteDelete,      // DELETE guarded by the version, and tombstones
+    WriteInsertNew,   // ON CONFLICT DO NOTHING: keys believed new
+    WriteInsertPlain, // plain INSERT: fails as a whole if one key exists
+    WriteUpdateFirst  // guarded UPDATE; the records it misses go on to a look-up
+};
+// Runs one write for records; returns the rows it wrote.
+uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count);
+// Sorts records by key and writes them (write_isolation's write_records).
+void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count);
+// Inserts the upserts believed new; returns how many it inserted (see chunk_writes.cpp).
+int64 insert_new_keys(Chunk *chunk, int *scratch);
+// Writes what is left: upserts of new and stored keys, then deletes.
+void write_chunk(Chunk *chunk, int *scratch);
+
+// ---- write_strategy.cpp
+// Looks up, converts the values of and writes the records of a chunk whose identities are
+// converted and deduplicated, in the order chosen from what the collection's last chunk was
+// like.
+void apply_with_strategy(Chunk *chunk, int *scratch);
+
+} // namespace sequin

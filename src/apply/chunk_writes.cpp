@@ -1,0 +1,139 @@
+// The writes of a chunk, each one prepared statement fed with one array per column, rows
+// always in key order: new keys by INSERT, stored keys by an UPDATE guarded by the version,
+// deletes by DELETE ... USING (plus their tombstones).
+#include "apply/chunk.hpp"
+#include "apply/statement_params.hpp"
+#include "apply/write_isolation.hpp"
+
+extern "C" {
+#include "executor/spi.h"
+}
+
+namespace sequin {
+
+namespace {
+
+// Writes the records still to upsert whose key is stored (stored) or not, as kind. They are
+// done then, except those a WriteUpdateFirst did not update.
+void write_upserts(Chunk *chunk, int *scratch, bool stored, WriteKind kind) {
+    int count = 0;
+    for (int record = 0; record < chunk->count; record++)
+        if (chunk->state[record] == Upsert && chunk->stored[record] == stored)
+            scratch[count++] = record;
+    write_in_key_order(chunk, kind, scratch, count);
+    if (kind != WriteUpdateFirst)
+        for (int i = 0; i < count; i++)
+            chunk->state[scratch[i]] = Done;
+}
+
+const PreparedStatement &row_write_statement(const CompiledMapping &mapping, WriteKind kind) {
+    switch (kind) {
+    case WriteInsertNew:
+        return mapping.insert_new;
+    case WriteInsertPlain:
+        return mapping.insert_plain;
+    case WriteUpdateFirst:
+        return mapping.update_first;
+    default:
+        return mapping.upsert;
+    }
+}
+
+} // namespace
+
+uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count) {
+    CompiledMapping *mapping = chunk->mapping;
+    StatementParams params;
+    params_init(&params, chunk);
+    if (kind == WriteDelete) {
+        key_params(chunk, &params, records, count, false, mapping->order_column >= 0, false);
+        uint64 deleted = run_statement(chunk, mapping->remove, &params, false);
+        if (mapping->order_column >= 0) { // tombstones for every delete, applied or not
+            key_params(chunk, &params, records, count, false, true, true);
+            run_statement(chunk, mapping->tomb_upsert, &params, true);
+        }
+        return deleted;
+    }
+    for (int i = 0; i < chunk->column_count; i++)
+        if (!mapping->columns[i].is_now)
+            add_param(&params, column_array(chunk, i, records, count));
+    if (kind == WriteUpdateFirst)
+        add_param(&params, record_number_array(records, count));
+    uint64 written = run_statement(chunk, row_write_statement(*mapping, kind), &params, false);
+    if (kind == WriteUpdateFirst) { // RETURNING the records it updated: they are done
+        for (uint64 row = 0; row < SPI_processed; row++) {
+            bool isnull;
+            int record = DatumGetInt32(
+                SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+            chunk->state[record] = Done;
+        }
+        SPI_freetuptable(SPI_tuptable);
+    }
+    return written;
+}
+
+void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count) {
+    sort_by_key(chunk, records, count);
+    write_records(chunk, kind, records, count);
+}
+
+void write_chunk(Chunk *chunk, int *scratch) {
+    write_upserts(chunk, scratch, false, WriteInsert);
+    // Stored rows with an older version: one guarded UPDATE, cheaper than ON CONFLICT. What
+    // it did not update was changed by another session meanwhile: it is looked up again
+    // (without locks), so that a record now stale is skipped rather than locking its row in
+    // a second statement, which, holding the UPDATE's locks, could deadlock with that session.
+    write_upserts(chunk, scratch, true, WriteUpdateFirst);
+    if (select_records(chunk, scratch, is_upsert) > 0) {
+        for (int record = 0; record < chunk->count; record++)
+            if (chunk->state[record] == Upsert)
+                chunk->stored[record] = chunk->stored_older[record] = false;
+        run_lookups(chunk, [&] {
+            lookup_stored_versions(chunk, scratch, is_upsert);
+            skip_tombstoned(chunk, scratch);
+        });
+        write_upserts(chunk, scratch, false, WriteInsert);
+        write_upserts(chunk, scratch, true, WriteUpdate);
+    }
+    int deletes = select_records(chunk, scratch, is_delete);
+    write_in_key_order(chunk, WriteDelete, scratch, deletes);
+}
+
+// Keys believed new: a plain INSERT first, which skips ON CONFLICT's probe of the index
+// before each row (the unique check of the insertion itself remains). If any key does
+// exist after all, it fails as a whole, and INSERT ... ON CONFLICT DO NOTHING counts exactly
+// what it inserts. The keys that turned out to exist (inserted meanwhile by another
+// session) are looked up and left to write_chunk() as updates, or skipped as stale.
+int64 insert_new_keys(Chunk *chunk, int *scratch) {
+    int count = select_records(chunk, scratch, is_new_upsert);
+    if (count == 0)
+        return 0;
+    ApplyCounts *counts = chunk->call->counts;
+    sort_by_key(chunk, scratch, count);
+    uint64 written = 0;
+    ErrorData *error = try_in_subtransaction(
+        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); });
+    if (!error) {
+        counts->inserted += written;
+        for (int i = 0; i < count; i++)
+            chunk->state[scratch[i]] = Done;
+        return written;
+    }
+    FreeErrorData(error);
+    int64 inserted_before = counts->inserted;
+    write_in_key_order(chunk, WriteInsertNew, scratch, count);
+    int64 inserted = counts->inserted - inserted_before;
+    int remaining = select_records(chunk, scratch, is_new_upsert); // inserted, or existing
+    if (inserted == remaining) {
+        for (int i = 0; i < remaining; i++)
+            chunk->state[scratch[i]] = Done;
+        return inserted;
+    }
+    int64 skipped_before = counts->skipped;
+    run_lookups(chunk, [&] { lookup_stored_versions(chunk, scratch, is_new_upsert); });
+    // The rows just inserted were found with their own version and marked skipped.
+    counts->skipped = skipped_before + (counts->skipped - skipped_before - inserted);
+    return inserted;
+}
+
+} // namespace sequin

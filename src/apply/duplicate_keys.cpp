@@ -1,0 +1,73 @@
+// Records of one key within a chunk: found by the bytes of their typed key values in an open
+// addressing hash table, so that one statement never meets a key twice (PostgreSQL's "ON
+// CONFLICT DO UPDATE command cannot affect row a second time"); and the key order in which
+// rows are written.
+#include "apply/chunk.hpp"
+
+namespace sequin {
+
+namespace {
+
+// Does record a carry a newer version than record b? (NULL is oldest; equal is not newer.)
+bool newer_version(Chunk *chunk, int a, int b) {
+    CompiledMapping *mapping = chunk->mapping;
+    int order = mapping->order_column;
+    bool a_null = row_nulls(chunk, a)[order];
+    bool b_null = row_nulls(chunk, b)[order];
+    if (a_null || b_null)
+        return !a_null && b_null;
+    Datum result = FunctionCall2Coll(&mapping->order_compare, mapping->order_collation,
+                                     row_values(chunk, a)[order], row_values(chunk, b)[order]);
+    return DatumGetInt32(result) > 0;
+}
+
+bool same_key(const RecordKey &a, const RecordKey &b) {
+    return a.hash == b.hash && a.length == b.length && memcmp(a.bytes, b.bytes, a.length) == 0;
+}
+
+int compare_keys(const void *a, const void *b, void *arg) {
+    const Chunk *chunk = static_cast<const Chunk *>(arg);
+    const RecordKey &key_a = chunk->keys[*static_cast<const int *>(a)];
+    const RecordKey &key_b = chunk->keys[*static_cast<const int *>(b)];
+    int order = memcmp(key_a.bytes, key_b.bytes, Min(key_a.length, key_b.length));
+    return order != 0 ? order : key_a.length - key_b.length;
+}
+
+} // namespace
+
+void keep_newest_per_key(Chunk *chunk) {
+    int size = 16;
+    while (size < 2 * chunk->count)
+        size <<= 1;
+    int *slots = static_cast<int *>(palloc0(sizeof(int) * size)); // record + 1, 0 = empty
+    for (int record = 0; record < chunk->count; record++) {
+        if (chunk->state[record] == Done)
+            continue;
+        int slot = chunk->keys[record].hash & (size - 1);
+        while (true) {
+            int kept = slots[slot] - 1;
+            if (kept < 0) {
+                slots[slot] = record + 1;
+                break;
+            }
+            if (same_key(chunk->keys[kept], chunk->keys[record])) {
+                // As if applied one by one: the later record wins unless it is not newer.
+                bool later_wins =
+                    chunk->mapping->order_column < 0 || newer_version(chunk, record, kept);
+                int loser = later_wins ? kept : record;
+                chunk->state[loser] = Done;
+                chunk->call->counts->skipped++;
+                slots[slot] = (later_wins ? record : kept) + 1;
+                break;
+            }
+            slot = (slot + 1) & (size - 1);
+        }
+    }
+    pfree(slots);
+}
+
+void sort_by_key(Chunk *chunk, int *records, int count) {
+    qsort_arg(records, count, sizeof(int), compare_keys, chunk);
+}
+
+} // namespace sequin

@@ -1,0 +1,72 @@
+// What happens to a record that fails: its error names it (array index or staging row, id,
+// collection_id) and the column; then it is raised (Atomic) or reported (Isolate).
+#include "apply/chunk.hpp"
+#include "pg/json_path.hpp"
+
+extern "C" {
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+}
+
+namespace sequin {
+
+namespace {
+
+void append_json_scalar(StringInfo out, JsonbContainer *record, const char *key) {
+    JsonbValue value;
+    if (!record || !json_key_find(record, key, &value)) {
+        appendStringInfoString(out, "none");
+    } else if (value.type == jbvString) {
+        appendStringInfo(out, "\"%.*s\"", value.val.string.len, value.val.string.val);
+    } else if (value.type == jbvNumeric) {
+        appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(
+                                        numeric_out, NumericGetDatum(value.val.numeric))));
+    } else {
+        appendStringInfoString(out, json_type_name(value));
+    }
+}
+
+// "record 3 (id "sub_1", collection_id "stripe:subscription"): column "quantity": <reason>"
+char *describe_failure(const InputRecord &input, const char *column, const char *reason) {
+    StringInfoData out;
+    initStringInfo(&out);
+    appendStringInfo(&out, "%s %lld (id ", input.label, static_cast<long long>(input.position));
+    append_json_scalar(&out, input.record, "id");
+    appendStringInfoString(&out, ", collection_id ");
+    append_json_scalar(&out, input.record, "collection_id");
+    appendStringInfoString(&out, "): ");
+    if (column)
+        appendStringInfo(&out, "column \"%s\": ", column);
+    appendStringInfoString(&out, reason);
+    return out.data;
+}
+
+} // namespace
+
+void fail_record(const InputRecord &input, const char *column, ErrorData *error,
+                 const CallSettings &call) {
+    char *message = describe_failure(input, column, error->message ? error->message : "error");
+    if (call.mode == ApplyMode::Atomic) {
+        error->message = message;
+        error->context = nullptr;
+        ReThrowError(error);
+    }
+    call.counts->failed++;
+    call.on_failure(call.callback_arg, input.position, error->sqlerrcode, message);
+}
+
+void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error) {
+    chunk->state[record] = Done;
+    fail_record(chunk->inputs[chunk->members[record]], column, error, *chunk->call);
+}
+
+void fail_input(const InputRecord &input, int sqlstate, const char *reason,
+                const CallSettings &call) {
+    ErrorData *error = static_cast<ErrorData *>(palloc0(sizeof(ErrorData)));
+    error->elevel = ERROR;
+    error->sqlerrcode = sqlstate;
+    error->message = const_cast<char *>(reason);
+    fail_record(input, nullptr, error, call);
+}
+
+} // namespace sequin

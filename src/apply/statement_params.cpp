@@ -1,0 +1,87 @@
+// Statement parameters: see statement_params.hpp.
+#include "apply/statement_params.hpp"
+#include "pg/kept_plan.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+}
+
+namespace sequin {
+
+void params_init(StatementParams *params, const Chunk *chunk) {
+    params->capacity = chunk->column_count + 4;
+    params->values = static_cast<Datum *>(palloc(sizeof(Datum) * params->capacity));
+    params->nulls = static_cast<char *>(palloc(params->capacity + 1));
+    params->count = 0;
+    params->nulls[0] = '\0';
+}
+
+void add_param(StatementParams *params, Datum value) {
+    if (params->count >= params->capacity)
+        elog(ERROR, "sequin_upsert: too many statement parameters");
+    params->values[params->count] = value;
+    params->nulls[params->count] = ' ';
+    params->count++;
+    params->nulls[params->count] = '\0';
+}
+
+Datum record_number_array(const int *records, int count) {
+    Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * (count ? count : 1)));
+    for (int i = 0; i < count; i++)
+        elements[i] = Int32GetDatum(records[i]);
+    return PointerGetDatum(construct_array(elements, count, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+Datum column_array(Chunk *chunk, int column, const int *records, int count) {
+    const MappedColumn &mapped = chunk->mapping->columns[column];
+    Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * (count ? count : 1)));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * (count ? count : 1)));
+    Oid output_fn = InvalidOid;
+    bool varlena;
+    if (mapped.param_as_text)
+        getTypeOutputInfo(mapped.type->type_oid, &output_fn, &varlena);
+    for (int i = 0; i < count; i++) {
+        nulls[i] = row_nulls(chunk, records[i])[column];
+        elements[i] = row_values(chunk, records[i])[column];
+        if (mapped.param_as_text && !nulls[i])
+            elements[i] = CStringGetTextDatum(OidOutputFunctionCall(output_fn, elements[i]));
+    }
+    int dims[1] = {count};
+    int lower_bounds[1] = {1};
+    if (mapped.param_as_text)
+        return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds, TEXTOID,
+                                                  -1, false, TYPALIGN_INT));
+    const ValueType *type = mapped.type;
+    return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds,
+                                              type->type_oid, type->typlen, type->typbyval,
+                                              type->typalign));
+}
+
+void key_params(Chunk *chunk, StatementParams *params, const int *records, int count,
+                bool with_record_numbers, bool with_versions, bool with_collection) {
+    CompiledMapping *mapping = chunk->mapping;
+    params->count = 0;
+    if (with_record_numbers)
+        add_param(params, record_number_array(records, count));
+    for (int k : mapping->key_columns)
+        add_param(params, column_array(chunk, k, records, count));
+    if (with_versions)
+        add_param(params, column_array(chunk, mapping->order_column, records, count));
+    if (with_collection)
+        add_param(params, CStringGetTextDatum(mapping->row.collection_id.c_str()));
+}
+
+uint64 run_statement(Chunk *chunk, const PreparedStatement &statement, StatementParams *params,
+                     bool as_owner) {
+    PlanRun how;
+    how.nested_loop_only = statement.join_in_batch_order;
+    // Bookkeeping statements touch the extension's own tables, not the caller's.
+    if (as_owner)
+        how.as_user = chunk->call->bookkeeping_owner;
+    return run_kept_plan(statement.plan, statement.sql.c_str(), params->values, params->nulls, how);
+}
+
+} // namespace sequin

@@ -1,0 +1,92 @@
+// Look-ups before writing: the stored versions of a chunk's keys (a stale record is skipped
+// without writing anything: a replay is read-only), and the tombstones of deleted keys (a
+// late record must not bring a deleted row back).
+#include "apply/chunk.hpp"
+#include "apply/statement_params.hpp"
+
+extern "C" {
+#include "executor/spi.h"
+#include "utils/builtins.h"
+}
+
+namespace sequin {
+
+bool is_pending(const Chunk *chunk, int record) {
+    return chunk->state[record] == Upsert || chunk->state[record] == Delete;
+}
+bool is_upsert(const Chunk *chunk, int record) {
+    return chunk->state[record] == Upsert;
+}
+bool is_delete(const Chunk *chunk, int record) {
+    return chunk->state[record] == Delete;
+}
+bool is_new_upsert(const Chunk *chunk, int record) {
+    return chunk->state[record] == Upsert && !chunk->stored[record];
+}
+
+int select_records(const Chunk *chunk, int *records, RecordFilter wanted) {
+    int count = 0;
+    for (int record = 0; record < chunk->count; record++)
+        if (wanted(chunk, record))
+            records[count++] = record;
+    return count;
+}
+
+void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted) {
+    int count = select_records(chunk, scratch, wanted);
+    if (count == 0)
+        return;
+    CompiledMapping *mapping = chunk->mapping;
+    StatementParams params;
+    params_init(&params, chunk);
+    key_params(chunk, &params, scratch, count, true, mapping->order_column >= 0, false);
+    run_statement(chunk, mapping->lookup, &params, false);
+    for (uint64 row = 0; row < SPI_processed; row++) {
+        bool isnull;
+        HeapTuple tuple = SPI_tuptable->vals[row];
+        int record = DatumGetInt32(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 1, &isnull));
+        bool older = DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
+        chunk->stored[record] = true;
+        chunk->stored_older[record] = older && !isnull;
+    }
+    SPI_freetuptable(SPI_tuptable);
+    for (int i = 0; i < count; i++) {
+        int record = scratch[i];
+        if (chunk->stored[record] && !chunk->stored_older[record]) { // stale
+            chunk->state[record] = Done;
+            chunk->call->counts->skipped++;
+        }
+    }
+}
+
+bool collection_has_tombstones(Chunk *chunk) {
+    CompiledMapping *mapping = chunk->mapping;
+    if (mapping->order_column < 0)
+        return false;
+    StatementParams params;
+    params_init(&params, chunk);
+    add_param(&params, CStringGetTextDatum(mapping->row.collection_id.c_str()));
+    return run_statement(chunk, mapping->tomb_any, &params, true) > 0;
+}
+
+void skip_tombstoned(Chunk *chunk, int *scratch) {
+    int count = select_records(chunk, scratch, is_new_upsert);
+    if (count == 0 || !collection_has_tombstones(chunk))
+        return;
+    StatementParams params;
+    params_init(&params, chunk);
+    key_params(chunk, &params, scratch, count, true, true, true);
+    run_statement(chunk, chunk->mapping->tomb_lookup, &params, true);
+    for (uint64 row = 0; row < SPI_processed; row++) {
+        bool isnull;
+        int record = DatumGetInt32(
+            SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+        if (chunk->state[record] == Upsert) {
+            chunk->state[record] = Done;
+            chunk->call->counts->skipped++;
+        }
+    }
+    SPI_freetuptable(SPI_tuptable);
+}
+
+} // namespace sequin

@@ -1,0 +1,126 @@
+// How a chunk is applied, chosen from what the previous chunk of the collection was like:
+//   LookUpFirst: look up stored versions (and tombstones) first; stale records are skipped
+//     without writing (a replay is read-only); then insert, update and delete.
+//   InsertFirst (the last chunk had mostly new keys: a fresh load): insert before looking
+//     anything up; only keys that turn out to exist are looked up.
+//   UpdateFirst (the last chunk mostly updated stored keys): one UPDATE for all upserts,
+//     guarded by the version; only the records it did not update are looked up.
+// The two shortcuts skip the tombstone check, so they are used only while the collection
+// has no tombstones; deletes are always looked up first. Every strategy writes the same
+// rows: the choice is only about speed, so the memory of past chunks is a per-backend hint
+// kept here, keyed by target table and collection, not in the cached mapping.
+#include "apply/chunk.hpp"
+#include "apply/write_isolation.hpp"
+
+extern "C" {
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+}
+
+namespace sequin {
+
+namespace {
+
+enum class Strategy { LookUpFirst, InsertFirst, UpdateFirst };
+
+enum class LastChunk : uint8 { Mixed, NewKeys, StoredKeys };
+
+struct LastChunkKey {
+    Oid target_table;
+    uint32 collection_hash; // a collision only costs speed
+};
+
+struct LastChunkEntry {
+    LastChunkKey key;
+    LastChunk last;
+};
+
+HTAB *last_chunks = nullptr;
+
+LastChunkKey last_chunk_key(const CompiledMapping &mapping) {
+    LastChunkKey key;
+    memset(&key, 0, sizeof key);
+    key.target_table = mapping.row.target_table;
+    const std::string &collection = mapping.row.collection_id;
+    key.collection_hash = hash_bytes(reinterpret_cast<const unsigned char *>(collection.data()),
+                                     static_cast<int>(collection.size()));
+    return key;
+}
+
+LastChunkEntry *last_chunk_entry(const CompiledMapping &mapping) {
+    if (!last_chunks) {
+        HASHCTL control;
+        memset(&control, 0, sizeof control);
+        control.keysize = sizeof(LastChunkKey);
+        control.entrysize = sizeof(LastChunkEntry);
+        control.hcxt = TopMemoryContext;
+        last_chunks =
+            hash_create("sequin last chunks", 64, &control, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    }
+    LastChunkKey key = last_chunk_key(mapping);
+    bool found;
+    auto *entry = static_cast<LastChunkEntry *>(hash_search(last_chunks, &key, HASH_ENTER, &found));
+    if (!found)
+        entry->last = LastChunk::Mixed;
+    return entry;
+}
+
+Strategy choose_strategy(Chunk *chunk, LastChunk last) {
+    Strategy strategy = last == LastChunk::NewKeys      ? Strategy::InsertFirst
+                        : last == LastChunk::StoredKeys ? Strategy::UpdateFirst
+                                                        : Strategy::LookUpFirst;
+    if (strategy != Strategy::LookUpFirst) {
+        bool has_tombstones = false;
+        run_lookups(chunk, [&] { has_tombstones = collection_has_tombstones(chunk); });
+        if (has_tombstones)
+            strategy = Strategy::LookUpFirst;
+    }
+    return strategy;
+}
+
+} // namespace
+
+void apply_with_strategy(Chunk *chunk, int *scratch) {
+    CompiledMapping *mapping = chunk->mapping;
+    LastChunkEntry *memory = last_chunk_entry(*mapping);
+    Strategy strategy = choose_strategy(chunk, memory->last);
+    bool ordered = mapping->order_column >= 0;
+    int upserts = select_records(chunk, scratch, is_upsert);
+    int64 updated_first = 0;
+    if (strategy == Strategy::UpdateFirst) {
+        convert_chunk(chunk, convert_values);
+        int64 updated_before = chunk->call->counts->updated;
+        write_in_key_order(chunk, WriteUpdateFirst, scratch,
+                           select_records(chunk, scratch, is_upsert));
+        updated_first = chunk->call->counts->updated - updated_before;
+    }
+    run_lookups(chunk, [&] {
+        lookup_stored_versions(chunk, scratch,
+                               strategy == Strategy::InsertFirst ? is_delete : is_pending);
+        if (strategy != Strategy::InsertFirst)
+            skip_tombstoned(chunk, scratch);
+    });
+    int stored = static_cast<int>(updated_first), older = stored;
+    for (int record = 0; record < chunk->count; record++)
+        if (chunk->stored[record] && chunk->state[record] != Delete) {
+            stored++;
+            older += chunk->stored_older[record];
+        }
+    if (strategy != Strategy::UpdateFirst)
+        convert_chunk(chunk, convert_values);
+    if (ordered) {
+        int64 inserted = insert_new_keys(chunk, scratch);
+        if (strategy == Strategy::InsertFirst)
+            stored = static_cast<int>(upserts - inserted);
+    }
+    write_chunk(chunk, scratch);
+    if (upserts > 0 && stored * 20 <= upserts && ordered)
+        memory->last = LastChunk::NewKeys;
+    else if (upserts > 0 && older * 20 >= upserts * 19)
+        memory->last = LastChunk::StoredKeys;
+    else
+        memory->last = LastChunk::Mixed;
+}
+
+} // namespace sequin

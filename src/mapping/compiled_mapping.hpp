@@ -1,0 +1,94 @@
+// A compiled mapping: one row of sequin.mappings validated against its target table, with
+// the column types resolved and the statements the applier runs, prepared and kept.
+// Built by the mapping compiler, kept by the mapping cache, read by the applier.
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+}
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "mapping/mapping_row.hpp"
+#include "pg/json_path.hpp"
+#include "pg/value_converter.hpp"
+
+namespace sequin {
+
+enum class OnDelete { Delete, Upsert, Ignore };
+
+struct MappedColumn {
+    std::string name;
+    AttrNumber attnum = 0;
+    bool is_now = false; // source "$now": filled by SQL, not from the record
+    std::vector<std::string> path_keys;
+    std::vector<PathStep> path_steps; // point into path_keys
+    JsonPath path{0, nullptr};
+    ValueType *type = nullptr; // in the mapping's memory context
+    bool required = false;
+    bool is_key = false;
+    bool is_order = false;
+    bool keep_on_conflict = false;
+    bool param_as_text = false; // passed as text[] and cast in SQL (array columns)
+    int param_number = 0;       // $n of the column's array in the upsert statement
+    int key_slot = -1;          // its first path step in identity_keys or value_keys
+};
+
+// One prepared statement with its text and parameter types, kept across calls.
+struct PreparedStatement {
+    std::string sql;
+    std::vector<Oid> arg_types;
+    std::vector<std::string> arg_descriptions; // for explain_mapping
+    SPIPlanPtr plan = nullptr;
+    // A join of the batch with the target, planned as a nested loop over the batch so that
+    // target rows are visited (and locked) in the batch's key order, as INSERT does.
+    bool join_in_batch_order = false;
+};
+
+struct CompiledMapping {
+    MappingRow row;
+    std::string target_name; // quoted, schema-qualified
+    std::vector<MappedColumn> columns;
+    std::vector<int> key_columns; // indexes into columns
+    int order_column = -1;        // index into columns, or -1
+    OnDelete on_delete = OnDelete::Delete;
+    // The top-level record keys each conversion phase reads, in jsonb's key order: found
+    // in one pass over a record. Phase 1 (identity): "deleted", key and order columns;
+    // phase 2: the other columns.
+    std::vector<PathStep> identity_keys;
+    std::vector<PathStep> value_keys;
+    int deleted_slot = -1;  // "deleted" in identity_keys
+    FmgrInfo order_compare; // btree comparison of the order column's type
+    Oid order_collation = InvalidOid;
+
+    // The applier's statements (see statement_builder.cpp for their shapes).
+    PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)
+    PreparedStatement upsert;       // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
+    PreparedStatement update_first; // UPDATE ... FROM the batch, RETURNING what it updated
+    PreparedStatement insert_new;   // INSERT ... ON CONFLICT DO NOTHING, keys believed new
+    PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
+    PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
+    PreparedStatement tomb_any;     // does the collection have tombstones at all (extension owner)
+    PreparedStatement tomb_lookup;  // tombstones newer than a batch (extension owner)
+    PreparedStatement tomb_upsert;  // record tombstones (extension owner)
+
+    std::array<PreparedStatement *, 9> statements() {
+        return {&lookup, &upsert,   &update_first, &insert_new, &insert_plain,
+                &remove, &tomb_any, &tomb_lookup,  &tomb_upsert};
+    }
+
+    MemoryContext context = nullptr; // value types, FmgrInfo caches
+    bool stale = false;              // the catalog or the target changed: recompile
+    int pins = 0;                    // calls using it (mapping_cache.hpp)
+
+    CompiledMapping() = default;
+    CompiledMapping(const CompiledMapping &) = delete;
+    CompiledMapping &operator=(const CompiledMapping &) = delete;
+    ~CompiledMapping();
+};
+
+} // namespace sequin

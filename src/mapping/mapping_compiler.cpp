@@ -1,0 +1,287 @@
+// The mapping compiler: validation of a sequin.mappings row against its target table (SPEC:
+// "Writing a mapping ... validates it"), then the statements, built and prepared.
+#include "mapping/mapping_compiler.hpp"
+#include "mapping/mapping_source.hpp"
+#include "mapping/statement_builder.hpp"
+#include "mapping/target_table.hpp"
+#include "pg/error_boundary.hpp"
+#include "pg/kept_plan.hpp"
+
+extern "C" {
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+}
+
+#include <algorithm>
+
+namespace sequin {
+
+namespace {
+
+[[noreturn]] void fail(int sqlstate, const std::string &message, const std::string &hint = {}) {
+    throw PgError(sqlstate, message, {}, hint);
+}
+
+void prepare(PreparedStatement &s) {
+    if (s.sql.empty())
+        return;
+    pg_guard([&] {
+        kept_plan(&s.plan, s.sql.c_str(), static_cast<int>(s.arg_types.size()), s.arg_types.data(),
+                  CURSOR_OPT_GENERIC_PLAN);
+    });
+}
+
+std::string join_names(const std::vector<std::string> &names) {
+    std::string joined;
+    for (const std::string &name : names)
+        joined += (joined.empty() ? "" : ", ") + name;
+    return joined;
+}
+
+// Where key is in keys (sorted by json_key_precedes).
+int key_slot_of(const std::vector<PathStep> &keys, const PathStep &key) {
+    return static_cast<int>(std::lower_bound(keys.begin(), keys.end(), key, json_key_precedes) -
+                            keys.begin());
+}
+
+// Sorts a phase's top-level keys (each once) and gives each column the slot of its own.
+void assign_phase_slots(std::vector<PathStep> &keys, std::vector<MappedColumn *> &columns) {
+    for (MappedColumn *c : columns)
+        keys.push_back(c->path_steps[0]);
+    std::sort(keys.begin(), keys.end(), json_key_precedes);
+    keys.erase(std::unique(keys.begin(), keys.end(),
+                           [](const PathStep &a, const PathStep &b) {
+                               return !json_key_precedes(a, b) && !json_key_precedes(b, a);
+                           }),
+               keys.end());
+    for (MappedColumn *c : columns)
+        c->key_slot = key_slot_of(keys, c->path_steps[0]);
+}
+
+void assign_key_slots(CompiledMapping &m) {
+    static const char deleted[] = "deleted";
+    std::vector<MappedColumn *> identity, values;
+    for (MappedColumn &c : m.columns)
+        if (!c.is_now)
+            (c.is_key || c.is_order ? identity : values).push_back(&c);
+    const PathStep deleted_step{deleted, static_cast<int>(sizeof deleted - 1), -1};
+    m.identity_keys.push_back(deleted_step);
+    assign_phase_slots(m.identity_keys, identity);
+    m.deleted_slot = key_slot_of(m.identity_keys, deleted_step);
+    assign_phase_slots(m.value_keys, values);
+}
+
+} // namespace
+
+CompiledMapping::~CompiledMapping() {
+    // Only freeing: neither call raises.
+    for (PreparedStatement *s : statements())
+        free_kept_plan(&s->plan);
+    if (context)
+        MemoryContextDelete(context);
+}
+
+std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool deferred_checks,
+                                                 bool prepare_statements) {
+    auto compiled = std::make_unique<CompiledMapping>();
+    compiled->row = row;
+    const std::string &collection = row.collection_id;
+    auto mapping_error = [&](int sqlstate, const std::string &what) {
+        fail(sqlstate, "mapping \"" + collection + "\": " + what);
+    };
+
+    if (row.on_delete == "delete")
+        compiled->on_delete = OnDelete::Delete;
+    else if (row.on_delete == "upsert")
+        compiled->on_delete = OnDelete::Upsert;
+    else if (row.on_delete == "ignore")
+        compiled->on_delete = OnDelete::Ignore;
+    else
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                      "on_delete must be 'delete', 'upsert' or 'ignore', not '" + row.on_delete +
+                          "'");
+
+    TargetTable table = describe_target(row.target_table);
+    compiled->target_name = table.qualified_name;
+    if (table.relkind != RELKIND_RELATION && table.relkind != RELKIND_PARTITIONED_TABLE)
+        mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
+                      "target " + table.display_name + " is not a table");
+
+    std::vector<std::pair<std::string, Source>> sources;
+    try {
+        sources = parse_columns(row.columns_json);
+    } catch (const SourceError &e) {
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE, e.what());
+    }
+
+    compiled->context = pg_guard([&] {
+        return AllocSetContextCreate(CacheMemoryContext, "sequin mapping", ALLOCSET_SMALL_SIZES);
+    });
+    compiled->columns.reserve(sources.size()); // path_steps point into path_keys: no reallocation
+    for (auto &[name, source] : sources) {
+        auto target = std::find_if(table.columns.begin(), table.columns.end(),
+                                   [&](const TargetColumn &c) { return c.name == name; });
+        if (target == table.columns.end())
+            mapping_error(ERRCODE_UNDEFINED_COLUMN,
+                          "column \"" + name + "\" does not exist in " + table.display_name);
+        if (target->generated || target->identity_always)
+            mapping_error(ERRCODE_GENERATED_ALWAYS, "column \"" + name + "\" of " +
+                                                        table.display_name +
+                                                        " is generated and cannot be written");
+        compiled->columns.emplace_back();
+        MappedColumn &column = compiled->columns.back();
+        column.name = name;
+        column.attnum = target->attnum;
+        column.is_now = source.is_now;
+        column.path_keys = std::move(source.keys);
+        for (size_t k = 0; k < column.path_keys.size(); k++)
+            column.path_steps.push_back({column.path_keys[k].c_str(),
+                                         static_cast<int>(column.path_keys[k].size()),
+                                         source.array_indexes[k]});
+        column.path = {static_cast<int>(column.path_steps.size()), column.path_steps.data()};
+        column.type = pg_guard([&] {
+            auto *vt =
+                static_cast<ValueType *>(MemoryContextAlloc(compiled->context, sizeof(ValueType)));
+            value_type_init(vt, target->type_oid, target->typmod, compiled->context);
+            return vt;
+        });
+        // unnest() would spread a composite over several columns: those travel as text too.
+        column.param_as_text =
+            column.type->kind == ConvKind::Array ||
+            pg_guard([&] { return type_is_rowtype(target->type_oid); }) ||
+            !OidIsValid(pg_guard([&] { return get_array_type(target->type_oid); }));
+        if (column.is_now && column.type->base_oid != TIMESTAMPOID &&
+            column.type->base_oid != TIMESTAMPTZOID && column.type->base_oid != DATEOID)
+            mapping_error(ERRCODE_DATATYPE_MISMATCH,
+                          "\"$now\" cannot fill column \"" + name + "\" of type " +
+                              type_display(target->type_oid, target->typmod) +
+                              " (it needs timestamp, timestamptz or date)");
+    }
+    auto find_mapped = [&](const std::string &name, const char *setting) -> int {
+        for (size_t i = 0; i < compiled->columns.size(); i++)
+            if (compiled->columns[i].name == name)
+                return static_cast<int>(i);
+        mapping_error(ERRCODE_UNDEFINED_COLUMN, std::string(setting) + " names column \"" + name +
+                                                    "\", which is not a mapped column");
+        return -1;
+    };
+
+    // The conflict key: given, or the primary key.
+    std::vector<std::string> key_names;
+    if (row.conflict_columns) {
+        key_names = *row.conflict_columns;
+        if (key_names.empty())
+            mapping_error(ERRCODE_INVALID_PARAMETER_VALUE, "conflict_columns must not be empty");
+    } else {
+        for (const TargetIndex &index : table.unique_indexes)
+            if (index.primary)
+                for (AttrNumber attnum : index.keys)
+                    for (const TargetColumn &c : table.columns)
+                        if (c.attnum == attnum)
+                            key_names.push_back(c.name);
+        if (key_names.empty() && !deferred_checks)
+            mapping_error(ERRCODE_INVALID_COLUMN_REFERENCE,
+                          table.display_name +
+                              " has no primary key: set conflict_columns to the columns of a "
+                              "unique index");
+    }
+    std::vector<AttrNumber> key_attnums;
+    for (const std::string &name : key_names) {
+        int index = find_mapped(name, "conflict_columns");
+        if (compiled->columns[index].is_now)
+            mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                          "conflict column \"" + name + "\" cannot come from \"$now\"");
+        if (std::find(compiled->key_columns.begin(), compiled->key_columns.end(), index) !=
+            compiled->key_columns.end())
+            mapping_error(ERRCODE_DUPLICATE_COLUMN,
+                          "conflict_columns names \"" + name + "\" twice");
+        compiled->key_columns.push_back(index);
+        compiled->columns[index].is_key = true;
+        key_attnums.push_back(compiled->columns[index].attnum);
+    }
+    if (!deferred_checks && !key_attnums.empty()) {
+        std::vector<AttrNumber> wanted = key_attnums;
+        std::sort(wanted.begin(), wanted.end());
+        auto covers_key = [&](const TargetIndex &index) {
+            std::vector<AttrNumber> keys = index.keys;
+            std::sort(keys.begin(), keys.end());
+            return keys == wanted;
+        };
+        bool backed = std::any_of(
+            table.unique_indexes.begin(), table.unique_indexes.end(),
+            [&](const TargetIndex &index) { return !index.deferrable && covers_key(index); });
+        if (!backed)
+            mapping_error(ERRCODE_INVALID_COLUMN_REFERENCE,
+                          "conflict_columns (" + join_names(key_names) +
+                              ") are not backed by a unique index or constraint of " +
+                              table.display_name);
+        // ON CONFLICT takes every unique index on those columns as an arbiter.
+        for (const TargetIndex &index : table.unique_indexes)
+            if (index.deferrable && covers_key(index))
+                mapping_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                              "conflict_columns (" + join_names(key_names) + ") of " +
+                                  table.display_name +
+                                  " are covered by a deferrable unique constraint, which "
+                                  "INSERT ... ON CONFLICT cannot use");
+    }
+    for (int k : compiled->key_columns)
+        operator_sql(compiled->columns[k].type->type_oid, TYPECACHE_EQ_OPR,
+                     compiled->columns[k].name, "equality");
+
+    for (const std::string &name : row.keep_on_conflict) {
+        int index = find_mapped(name, "keep_on_conflict");
+        compiled->columns[index].keep_on_conflict = true;
+    }
+
+    if (row.order_column) {
+        int index = find_mapped(*row.order_column, "order_column");
+        MappedColumn &column = compiled->columns[index];
+        if (column.is_now)
+            mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                          "order_column \"" + column.name + "\" cannot come from \"$now\"");
+        if (column.is_key)
+            mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                          "order_column \"" + column.name + "\" cannot be a conflict column");
+        operator_sql(column.type->type_oid, TYPECACHE_LT_OPR, column.name, "ordering");
+        column.is_order = true;
+        compiled->order_column = index;
+        Oid type_oid = column.type->type_oid;
+        pg_guard([&] {
+            TypeCacheEntry *entry = lookup_type_cache(type_oid, TYPECACHE_CMP_PROC_FINFO);
+            if (!OidIsValid(entry->cmp_proc_finfo.fn_oid))
+                ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
+                                errmsg("order_column type %s has no comparison function",
+                                       format_type_be(type_oid))));
+            fmgr_info_copy(&compiled->order_compare, &entry->cmp_proc_finfo, compiled->context);
+            compiled->order_collation = get_typcollation(type_oid);
+        });
+    }
+
+    if (row.required) {
+        for (const std::string &name : *row.required) {
+            int index = find_mapped(name, "required");
+            if (compiled->columns[index].is_now)
+                mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                              "required column \"" + name + "\" comes from \"$now\"");
+            compiled->columns[index].required = true;
+        }
+    } else {
+        for (MappedColumn &c : compiled->columns)
+            c.required = c.is_key || c.is_order;
+    }
+
+    assign_key_slots(*compiled);
+    if (!compiled->key_columns.empty()) {
+        build_statements(*compiled);
+        if (prepare_statements)
+            for (PreparedStatement *s : compiled->statements())
+                prepare(*s);
+    }
+    return compiled;
+}
+
+} // namespace sequin

@@ -1,0 +1,18 @@
+// The mapping compiler: turns one row of sequin.mappings into a CompiledMapping, validated
+// against the target table, with the column types resolved and the statements built.
+// C++ zone: throws PgError; every server call inside is guarded.
+#pragma once
+
+#include <memory>
+
+#include "mapping/compiled_mapping.hpp"
+
+namespace sequin {
+
+// Compiles and validates row. With deferred_checks (a restore: check_function_bodies off),
+// checks that need the target's indexes are left for the first upsert.
+// With prepare, the statements are prepared and kept (SPI must be connected).
+std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool deferred_checks,
+                                                 bool prepare);
+
+} // namespace sequin

@@ -1,0 +1,315 @@
+// Building the applier's statements: see statement_builder.hpp.
+#include "mapping/statement_builder.hpp"
+#include "pg/error_boundary.hpp"
+
+extern "C" {
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+}
+
+namespace sequin {
+
+namespace {
+
+std::string quote_ident(const std::string &name) {
+    const char *text = name.c_str();
+    return pg_guard([&] { return quote_identifier(text); });
+}
+
+// The rest of compile_mapping: the SQL text of each statement.
+class StatementBuilder {
+  public:
+    StatementBuilder(CompiledMapping &m) : m_(m) {}
+
+    void build() {
+        build_row_writes();
+        build_lookup();
+        build_remove();
+        if (m_.order_column >= 0) {
+            build_tomb_any();
+            build_tomb_lookup();
+            build_tomb_upsert();
+        }
+    }
+
+  private:
+    CompiledMapping &m_;
+
+    const MappedColumn &order() const { return m_.columns[m_.order_column]; }
+
+    static std::string param_type_desc(const MappedColumn &c) {
+        return c.param_as_text ? "text[]" : type_sql(c.type->type_oid) + "[]";
+    }
+
+    // The value of column c read from alias (cast back when it travels as text).
+    std::string typed(const MappedColumn &c, const std::string &alias) const {
+        return c.param_as_text ? "(" + alias + ")::" + type_sql(c.type->type_oid) : alias;
+    }
+
+    static void add_param(PreparedStatement &s, Oid type, const std::string &desc) {
+        s.arg_types.push_back(type);
+        s.arg_descriptions.push_back(desc);
+    }
+
+    void add_column_param(PreparedStatement &s, const MappedColumn &c) {
+        Oid array_type = c.param_as_text
+                             ? TEXTARRAYOID
+                             : pg_guard([&] { return get_array_type(c.type->type_oid); });
+        add_param(s, array_type, c.name + " " + param_type_desc(c));
+    }
+
+    std::string order_guard(const std::string &stored, const std::string &incoming) const {
+        const MappedColumn &o = order();
+        std::string lt = operator_sql(o.type->type_oid, TYPECACHE_LT_OPR, o.name, "ordering");
+        return "(" + stored + " IS NULL OR " + stored + " " + lt + " " + incoming + ")";
+    }
+
+    // row.key = incoming for every key column; alias(k, column) names the incoming value.
+    template <typename Alias>
+    std::string key_match_by(const std::string &row, Alias &&alias) const {
+        std::string sql;
+        for (size_t k = 0; k < m_.key_columns.size(); k++) {
+            const MappedColumn &c = m_.columns[m_.key_columns[k]];
+            if (k)
+                sql += " AND ";
+            sql += row + "." + quote_ident(c.name) + " " +
+                   operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name, "equality") + " " +
+                   typed(c, alias(k, c));
+        }
+        return sql;
+    }
+
+    // The same, with the incoming key columns named prefix1, prefix2, ... (key_unnest).
+    std::string key_match(const std::string &row, const std::string &alias_prefix) const {
+        return key_match_by(row, [&](size_t k, const MappedColumn &) {
+            return alias_prefix + std::to_string(k + 1);
+        });
+    }
+
+    // unnest($first .. ) AS u(names): one array parameter per key column (+ order column).
+    std::string key_unnest(PreparedStatement &s, bool with_index, bool with_order,
+                           std::string &aliases) {
+        std::string params;
+        aliases.clear();
+        if (with_index) {
+            add_param(s, INT4ARRAYOID, "record number integer[]");
+            params = "$1";
+            aliases = "i";
+        }
+        for (size_t k = 0; k < m_.key_columns.size(); k++) {
+            add_column_param(s, m_.columns[m_.key_columns[k]]);
+            params += (params.empty() ? "$" : ", $") + std::to_string(s.arg_types.size());
+            aliases += (aliases.empty() ? "k" : ", k") + std::to_string(k + 1);
+        }
+        if (with_order) {
+            add_column_param(s, order());
+            params += ", $" + std::to_string(s.arg_types.size());
+            aliases += ", v";
+        }
+        return batch_rows(params, aliases);
+    }
+
+    // The batch as rows u(aliases): the parameter arrays side by side. unnest() in the
+    // select list runs them in step, in array order, without the tuplestore per function
+    // that ROWS FROM (unnest(..), ..) fills first.
+    static std::string batch_rows(const std::string &params, const std::string &aliases) {
+        std::string sql = "(SELECT ";
+        size_t p = 0, a = 0;
+        while (true) {
+            size_t p_end = params.find(", ", p), a_end = aliases.find(", ", a);
+            sql += (p ? ", " : "") + std::string("pg_catalog.unnest(") +
+                   params.substr(p, p_end - p) + ") AS " + aliases.substr(a, a_end - a);
+            if (p_end == std::string::npos || a_end == std::string::npos)
+                break;
+            p = p_end + 2;
+            a = a_end + 2;
+        }
+        return sql + ") AS u";
+    }
+
+    std::string tomb_key() const {
+        std::string sql = "ARRAY[";
+        for (size_t k = 0; k < m_.key_columns.size(); k++) {
+            const MappedColumn &c = m_.columns[m_.key_columns[k]];
+            sql +=
+                (k ? ", (" : "(") + typed(c, "u.k" + std::to_string(k + 1)) + ")::pg_catalog.text";
+        }
+        return sql + "]";
+    }
+
+    // The writes of full rows share one parameter list: one array per mapped column.
+    //   upsert:       INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <stored version older>
+    //   insert_new:   INSERT ... ON CONFLICT (key) DO NOTHING   (keys believed new)
+    //   insert_plain: INSERT                                     (tried first for new keys)
+    //   update_first: UPDATE ... FROM the batch WHERE <key> AND <stored version older>
+    //                 RETURNING the record number (one more array, the last parameter)
+    void build_row_writes() {
+        PreparedStatement &s = m_.upsert;
+        std::string insert_cols, select_list, params, aliases, excluded_set, update_set;
+        for (MappedColumn &c : m_.columns) {
+            std::string value;
+            if (c.is_now) {
+                Oid base = c.type->base_oid;
+                value = base == TIMESTAMPTZOID ? "pg_catalog.now()"
+                                               : "pg_catalog.timezone('UTC', pg_catalog.now())";
+                value = "(" + value + ")::" + type_sql(c.type->type_oid);
+            } else {
+                add_column_param(s, c);
+                c.param_number = static_cast<int>(s.arg_types.size());
+                std::string alias = "a" + std::to_string(c.param_number);
+                params += (params.empty() ? "$" : ", $") + std::to_string(c.param_number);
+                aliases += (aliases.empty() ? "" : ", ") + alias;
+                value = typed(c, "u." + alias);
+            }
+            std::string col = quote_ident(c.name);
+            insert_cols += (insert_cols.empty() ? "" : ", ") + col;
+            select_list += (select_list.empty() ? "" : ", ") + value;
+            if (!c.is_key && !c.keep_on_conflict) {
+                excluded_set += (excluded_set.empty() ? "" : ", ") + col + " = EXCLUDED." + col;
+                update_set += (update_set.empty() ? "" : ", ") + col + " = " + value;
+            }
+        }
+        std::string conflict;
+        for (int k : m_.key_columns)
+            conflict += (conflict.empty() ? "" : ", ") + quote_ident(m_.columns[k].name);
+        if (excluded_set.empty()) { // nothing to overwrite: still count the row as updated
+            std::string key = quote_ident(m_.columns[m_.key_columns[0]].name);
+            excluded_set = key + " = EXCLUDED." + key;
+            update_set = key + " = t." + key;
+        }
+        std::string from = batch_rows(params, aliases);
+        std::string plain = "INSERT INTO " + m_.target_name + " AS t (" + insert_cols +
+                            ") SELECT " + select_list + " FROM " + from;
+        std::string insert = plain + " ON CONFLICT (" + conflict + ") DO ";
+        s.sql = insert + "UPDATE SET " + excluded_set;
+        std::string guard;
+        if (m_.order_column >= 0) {
+            std::string col = quote_ident(order().name);
+            s.sql += " WHERE " + order_guard("t." + col, "EXCLUDED." + col);
+            guard =
+                " AND " + order_guard("t." + col,
+                                      typed(order(), "u.a" + std::to_string(order().param_number)));
+        }
+
+        PreparedStatement &u = m_.update_first;
+        u.arg_types = s.arg_types;
+        u.arg_descriptions = s.arg_descriptions;
+        add_param(u, INT4ARRAYOID, "record number integer[]");
+        std::string key_matches = key_match_by("t", [](size_t, const MappedColumn &c) {
+            return "u.a" + std::to_string(c.param_number);
+        });
+        u.sql = "UPDATE " + m_.target_name + " AS t SET " + update_set + " FROM " +
+                batch_rows(params + ", $" + std::to_string(u.arg_types.size()), aliases + ", i") +
+                " WHERE " + key_matches + guard + " RETURNING u.i";
+        u.join_in_batch_order = true;
+
+        if (m_.order_column >= 0) {
+            m_.insert_new.sql = insert + "NOTHING";
+            m_.insert_new.arg_types = s.arg_types;
+            m_.insert_new.arg_descriptions = s.arg_descriptions;
+            m_.insert_plain.sql = plain;
+            m_.insert_plain.arg_types = s.arg_types;
+            m_.insert_plain.arg_descriptions = s.arg_descriptions;
+        }
+    }
+
+    void build_lookup() {
+        PreparedStatement &s = m_.lookup;
+        std::string aliases;
+        std::string from = key_unnest(s, true, m_.order_column >= 0, aliases);
+        std::string newer = m_.order_column >= 0 ? order_guard("t." + quote_ident(order().name),
+                                                               typed(order(), "u.v"))
+                                                 : "true";
+        s.sql = "SELECT u.i, " + newer + " FROM " + from + " JOIN " + m_.target_name + " AS t ON " +
+                key_match("t", "u.k");
+    }
+
+    void build_remove() {
+        PreparedStatement &s = m_.remove;
+        std::string aliases;
+        std::string from = key_unnest(s, false, m_.order_column >= 0, aliases);
+        s.sql = "DELETE FROM " + m_.target_name + " AS t USING " + from + " WHERE " +
+                key_match("t", "u.k");
+        s.join_in_batch_order = true;
+        if (m_.order_column >= 0)
+            s.sql += " AND " + order_guard("t." + quote_ident(order().name), typed(order(), "u.v"));
+    }
+
+    void build_tomb_any() {
+        PreparedStatement &s = m_.tomb_any;
+        add_param(s, TEXTOID, "collection_id text");
+        s.sql = "SELECT 1 FROM sequin.tombstones AS tb WHERE tb.collection_id "
+                "OPERATOR(pg_catalog.=) $1 LIMIT 1";
+    }
+
+    void build_tomb_lookup() {
+        PreparedStatement &s = m_.tomb_lookup;
+        std::string aliases;
+        std::string from = key_unnest(s, true, true, aliases);
+        add_param(s, TEXTOID, "collection_id text");
+        std::string collection = "$" + std::to_string(s.arg_types.size());
+        std::string version = "(tb.version)::" + type_sql(order().type->type_oid);
+        s.sql = "SELECT u.i FROM " + from +
+                " JOIN sequin.tombstones AS tb ON tb.collection_id OPERATOR(pg_catalog.=) " +
+                collection + " AND tb.key OPERATOR(pg_catalog.=) " + tomb_key() + " WHERE NOT " +
+                order_guard(version, typed(order(), "u.v"));
+    }
+
+    void build_tomb_upsert() {
+        PreparedStatement &s = m_.tomb_upsert;
+        std::string aliases;
+        std::string from = key_unnest(s, false, true, aliases);
+        add_param(s, TEXTOID, "collection_id text");
+        std::string collection = "$" + std::to_string(s.arg_types.size());
+        std::string ord = type_sql(order().type->type_oid);
+        s.sql = "INSERT INTO sequin.tombstones AS tb (collection_id, key, version, deleted_at) "
+                "SELECT " +
+                collection + ", " + tomb_key() + ", (" + typed(order(), "u.v") +
+                ")::pg_catalog.text, pg_catalog.now() FROM " + from +
+                " ON CONFLICT (collection_id, key) DO UPDATE SET version = EXCLUDED.version, "
+                "deleted_at = EXCLUDED.deleted_at WHERE " +
+                order_guard("(tb.version)::" + ord, "(EXCLUDED.version)::" + ord);
+    }
+};
+
+} // namespace
+
+std::string type_sql(Oid type_oid) {
+    return pg_guard([&] { return format_type_extended(type_oid, -1, FORMAT_TYPE_FORCE_QUALIFY); });
+}
+
+std::string type_display(Oid type_oid, int32 typmod) {
+    return pg_guard([&] { return format_type_with_typemod(type_oid, typmod); });
+}
+
+// OPERATOR(schema.op) for a type's default btree operator (equality or less-than).
+std::string operator_sql(Oid type_oid, int which, const std::string &column, const char *what) {
+    char *text = pg_guard([&]() -> char * {
+        TypeCacheEntry *entry = lookup_type_cache(type_oid, which);
+        Oid opr = which == TYPECACHE_EQ_OPR ? entry->eq_opr : entry->lt_opr;
+        if (!OidIsValid(opr))
+            return nullptr;
+        HeapTuple tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(opr));
+        Form_pg_operator form = (Form_pg_operator)GETSTRUCT(tuple);
+        char *result =
+            psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(form->oprnamespace)),
+                     NameStr(form->oprname));
+        ReleaseSysCache(tuple);
+        return result;
+    });
+    if (!text)
+        throw PgError(ERRCODE_UNDEFINED_FUNCTION, "column \"" + column + "\" has type " +
+                                                      type_display(type_oid, -1) +
+                                                      ", which has no " + what + " operator");
+    return text;
+}
+
+void build_statements(CompiledMapping &m) {
+    StatementBuilder(m).build();
+}
+
+} // namespace sequin

@@ -1,0 +1,41 @@
+// What the mapping compiler needs to know of a target table: its columns and unique
+// indexes, copied out of the relcache. C++ zone: server reads are guarded.
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+#include "access/attnum.h"
+}
+
+#include <string>
+#include <vector>
+
+namespace sequin {
+
+struct TargetColumn {
+    std::string name;
+    AttrNumber attnum;
+    Oid type_oid;
+    int32 typmod;
+    bool generated;
+    bool identity_always;
+};
+
+struct TargetIndex {
+    bool primary;
+    bool deferrable;
+    std::vector<AttrNumber> keys; // empty when the index cannot arbitrate ON CONFLICT
+};
+
+struct TargetTable {
+    std::string qualified_name; // quoted
+    std::string display_name;
+    char relkind;
+    std::vector<TargetColumn> columns;
+    std::vector<TargetIndex> unique_indexes;
+};
+
+// Reads relid's columns and unique indexes. Throws PgError 42P01 when it does not exist.
+TargetTable describe_target(Oid relid);
+
+} // namespace sequin

@@ -1,0 +1,138 @@
+// sequin.stats counters: one row per (collection, backend slot). Only the backend in that
+// slot writes its row, so writers never wait on each other.
+//
+// Like PostgreSQL's own statistics the counters are not transactional: after the first
+// call of a backend for a collection (which inserts its row), a call adds to the row in
+// place (heap_inplace_update on the unlogged table): no new row version, no transaction id,
+// no WAL. A call that only skips stale records thus stays a read-only transaction.
+// C-shaped server code.
+#include "pg/stats_counters.hpp"
+#include "pg/kept_plan.hpp"
+#include "pg/run_as_owner.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/backendid.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+}
+
+namespace sequin {
+namespace {
+
+bool track_stats = true;
+SPIPlanPtr insert_plan = nullptr;
+
+// Columns of sequin.stats_counters (see the 0.1.0--0.2.0 script).
+enum StatsColumn {
+    ColCollection = 1,
+    ColSlot,
+    ColInserted,
+    ColUpdated,
+    ColDeleted,
+    ColSkipped,
+    ColFailed,
+    ColLastApplied,
+    StatsColumns = ColLastApplied
+};
+
+// Adds delta to this backend's row in place. False when the row does not exist yet.
+bool add_in_place(Oid relid, text *collection, const ApplyCounts &delta, bool applied) {
+    Relation rel = table_open(relid, RowExclusiveLock);
+    Oid index = RelationGetPrimaryKeyIndex(rel);
+    if (!OidIsValid(index))
+        elog(ERROR, "sequin.stats_counters has no primary key");
+    ScanKeyData keys[2];
+    ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
+    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(MyBackendId));
+    // Only this backend writes the row: committed rows and our own changes are all it
+    // needs to see, and SnapshotSelf sees just those without taking a snapshot.
+    SysScanDesc scan = systable_beginscan(rel, index, true, SnapshotSelf, 2, keys);
+    HeapTuple found = systable_getnext(scan);
+    bool updated = HeapTupleIsValid(found);
+    if (updated) {
+        TupleDesc desc = RelationGetDescr(rel);
+        Datum values[StatsColumns];
+        bool nulls[StatsColumns];
+        heap_deform_tuple(found, desc, values, nulls);
+        const int64 adds[] = {delta.inserted, delta.updated, delta.deleted, delta.skipped,
+                              delta.failed};
+        for (int col = ColInserted; col <= ColFailed; col++)
+            values[col - 1] =
+                Int64GetDatum(DatumGetInt64(values[col - 1]) + adds[col - ColInserted]);
+        if (applied)
+            values[ColLastApplied - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+        // Same columns, all fixed width but the untouched key: the tuple keeps its size.
+        HeapTuple replacement = heap_form_tuple(desc, values, nulls);
+        replacement->t_self = found->t_self;
+        heap_inplace_update(rel, replacement);
+        heap_freetuple(replacement);
+    }
+    systable_endscan(scan);
+    table_close(rel, RowExclusiveLock);
+    return updated;
+}
+
+// The first call of a backend for a collection creates its row.
+void insert_row(Oid owner, text *collection, const ApplyCounts &delta, bool applied) {
+    static const Oid types[8] = {TEXTOID, INT4OID, INT8OID, INT8OID,
+                                 INT8OID, INT8OID, INT8OID, BOOLOID};
+    kept_plan(&insert_plan,
+              "INSERT INTO sequin.stats_counters AS s (collection_id, backend_slot, inserted, "
+              "updated, deleted, skipped, failed, last_applied) VALUES ($1, $2, $3, $4, $5, $6, "
+              "$7, CASE WHEN $8 THEN pg_catalog.transaction_timestamp() ELSE '-infinity' END) "
+              "ON CONFLICT (collection_id, backend_slot) DO UPDATE SET "
+              "inserted = s.inserted OPERATOR(pg_catalog.+) EXCLUDED.inserted, "
+              "updated = s.updated OPERATOR(pg_catalog.+) EXCLUDED.updated, "
+              "deleted = s.deleted OPERATOR(pg_catalog.+) EXCLUDED.deleted, "
+              "skipped = s.skipped OPERATOR(pg_catalog.+) EXCLUDED.skipped, "
+              "failed = s.failed OPERATOR(pg_catalog.+) EXCLUDED.failed, "
+              "last_applied = GREATEST(EXCLUDED.last_applied, s.last_applied)",
+              8, types);
+    Datum args[8] = {PointerGetDatum(collection),   Int32GetDatum(MyBackendId),
+                     Int64GetDatum(delta.inserted), Int64GetDatum(delta.updated),
+                     Int64GetDatum(delta.deleted),  Int64GetDatum(delta.skipped),
+                     Int64GetDatum(delta.failed),   BoolGetDatum(applied)};
+    PlanRun how;
+    how.as_user = owner;
+    run_kept_plan(insert_plan, "insert into sequin.stats_counters", args, nullptr, how);
+}
+
+} // namespace
+
+void define_stats_settings() {
+    DefineCustomBoolVariable("sequin.track_stats",
+                             "Count applied, skipped and failed records per collection "
+                             "(the sequin.stats view).",
+                             nullptr, &track_stats, true, PGC_USERSET, 0, nullptr, nullptr,
+                             nullptr);
+}
+
+void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid owner) {
+    if (!track_stats)
+        return;
+    Oid relid = sequin_relation("stats_counters");
+    if (!OidIsValid(relid))
+        return; // extension not yet updated to 0.2.0
+    bool applied = delta.inserted + delta.updated + delta.deleted > 0;
+    // A mapped collection_id fits in an index (sequin.mappings has one on it); an unknown
+    // one from a record may not: its counters go under its first 200 bytes.
+    if (length > 200)
+        length = pg_mbcliplen(collection, length, 200);
+    text *name = cstring_to_text_with_len(collection, length);
+    if (!add_in_place(relid, name, delta, applied))
+        insert_row(owner, name, delta, applied);
+}
+
+} // namespace sequin

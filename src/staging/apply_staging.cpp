@@ -1,0 +1,74 @@
+// sequin.apply_staging(): applies the waiting rows of sequin.staging in arrival order, in
+// slices. FOR UPDATE SKIP LOCKED: concurrent callers share the queue without waiting or
+// applying a row twice. C-shaped server code.
+#include "staging/staging_trigger.hpp"
+#include "pg/kept_plan.hpp"
+#include "pg/run_as_owner.hpp"
+#include "staging/staging_queue.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+}
+
+namespace sequin {
+
+void drain_staging(int64 max_rows, bool retry_failed, ApplyCounts *total) {
+    static SPIPlanPtr select_plan = nullptr;
+    Oid owner = sequin_relation_owner("staging");
+    PlanRun as_owner;
+    as_owner.as_user = owner;
+    memset(total, 0, sizeof *total);
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    MemoryContext slice_context = AllocSetContextCreate(
+        TopTransactionContext, "sequin apply_staging", ALLOCSET_DEFAULT_SIZES);
+    int64 last_id = 0, done = 0;
+    while (max_rows < 0 || done < max_rows) {
+        int limit = kStagingSliceRows;
+        if (max_rows >= 0 && max_rows - done < limit)
+            limit = static_cast<int>(max_rows - done);
+        Oid types[3] = {INT8OID, BOOLOID, INT4OID};
+        Datum args[3] = {Int64GetDatum(last_id), BoolGetDatum(retry_failed), Int32GetDatum(limit)};
+        kept_plan(&select_plan,
+                  "SELECT id, record FROM sequin.staging "
+                  "WHERE id OPERATOR(pg_catalog.>) $1 AND (status OPERATOR(pg_catalog.=) "
+                  "'pending' OR ($2 AND status OPERATOR(pg_catalog.=) 'failed')) "
+                  "ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                  3, types);
+        int n = static_cast<int>(
+            run_kept_plan(select_plan, "read sequin.staging", args, nullptr, as_owner));
+        if (n == 0)
+            break;
+        SPITupleTable *table = SPI_tuptable;
+        MemoryContext old = MemoryContextSwitchTo(slice_context);
+        InputRecord *records = static_cast<InputRecord *>(palloc(sizeof(InputRecord) * n));
+        int64 *ids = static_cast<int64 *>(palloc(sizeof(int64) * n));
+        for (int i = 0; i < n; i++) {
+            bool isnull;
+            ids[i] = DatumGetInt64(SPI_getbinval(table->vals[i], table->tupdesc, 1, &isnull));
+            Datum record = SPI_getbinval(table->vals[i], table->tupdesc, 2, &isnull);
+            records[i].position = ids[i];
+            records[i].label = "staging row";
+            records[i].record = isnull ? nullptr : &DatumGetJsonbPCopy(record)->root;
+        }
+        last_id = ids[n - 1];
+        SPI_freetuptable(table);
+        apply_staged_slice(owner, records, ids, n, total);
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(slice_context);
+        done += n;
+        if (n < limit)
+            break;
+        CHECK_FOR_INTERRUPTS();
+    }
+    MemoryContextDelete(slice_context);
+    SPI_finish();
+}
+
+} // namespace sequin

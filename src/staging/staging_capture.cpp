@@ -1,0 +1,225 @@
+// Immediate mode of sequin.staging without storing the records that apply.
+//
+// A BEFORE INSERT row trigger takes each new record into a buffer and skips the row's heap
+// write; every 10,000 records, and at the end of the statement (an AFTER statement
+// trigger), the buffer is applied in Isolate mode. Only the records that fail are written
+// to sequin.staging, as 'failed' rows with their error. A record that applies is therefore
+// never written and deleted again: no heap, index or WAL work for it in staging. The cost
+// for users: the INSERT/COPY command tag counts only the rows that stayed (the failed ones).
+// Everything happens inside the inserting statement, so a rollback undoes all of it.
+// C-shaped server code.
+#include "staging/staging_trigger.hpp"
+#include "apply/apply_records.hpp"
+#include "pg/kept_plan.hpp"
+#include "pg/run_as_owner.hpp"
+#include "staging/staging_queue.hpp"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+}
+
+#include <cstring>
+
+namespace sequin {
+
+namespace {
+
+constexpr int kFlushRecords = 10000;
+
+// Records captured by the running statement(s), in arrival order.
+struct CaptureBuffer {
+    MemoryContext context; // child of TopTransactionContext
+    Jsonb **records;
+    int count;
+    int capacity;
+    SubTransactionId subxact; // where capturing began: its abort discards the buffer
+    int64 ordinal;            // records captured so far by the statement, for messages
+};
+
+CaptureBuffer buffer;
+bool flushing = false;         // applying a buffer: nested staging inserts are stored
+bool storing_failures = false; // our own INSERT of failed records: let it through
+bool callbacks_registered = false;
+
+void discard_buffer() {
+    if (buffer.context)
+        MemoryContextDelete(buffer.context);
+    memset(&buffer, 0, sizeof buffer);
+}
+
+// Transaction end frees TopTransactionContext (and the buffer with it).
+void on_transaction_end(XactEvent event, void *) {
+    if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+        event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+        event == XACT_EVENT_PREPARE) {
+        memset(&buffer, 0, sizeof buffer);
+        flushing = storing_failures = false;
+    }
+}
+
+// A failed statement inside a savepoint: its captured records go with it. (A
+// subtransaction started later, say by a function in the INSERT's SELECT, keeps them.)
+void on_subtransaction_abort(SubXactEvent event, SubTransactionId subxact, SubTransactionId,
+                             void *) {
+    if (event == SUBXACT_EVENT_ABORT_SUB && buffer.context && subxact <= buffer.subxact)
+        discard_buffer();
+}
+
+void register_callbacks() {
+    if (callbacks_registered)
+        return;
+    RegisterXactCallback(on_transaction_end, nullptr);
+    RegisterSubXactCallback(on_subtransaction_abort, nullptr);
+    callbacks_registered = true;
+}
+
+void capture(Datum record) {
+    if (!buffer.context) {
+        buffer.context = AllocSetContextCreate(TopTransactionContext, "sequin staging capture",
+                                               ALLOCSET_DEFAULT_SIZES);
+        buffer.capacity = 1024;
+        buffer.records = static_cast<Jsonb **>(
+            MemoryContextAlloc(buffer.context, sizeof(Jsonb *) * buffer.capacity));
+        buffer.subxact = GetCurrentSubTransactionId();
+    }
+    if (buffer.count == buffer.capacity) {
+        buffer.capacity *= 2;
+        buffer.records =
+            static_cast<Jsonb **>(repalloc(buffer.records, sizeof(Jsonb *) * buffer.capacity));
+    }
+    MemoryContext old = MemoryContextSwitchTo(buffer.context);
+    buffer.records[buffer.count++] = DatumGetJsonbPCopy(record);
+    MemoryContextSwitchTo(old);
+}
+
+struct Failures {
+    Datum *records;
+    Datum *errors;
+    int count;
+    const CaptureBuffer *from;
+    int64 first_ordinal;
+    MemoryContext context; // outlives the applier's own memory
+};
+
+void collect_failure(void *arg, int64 position, int, const char *message) {
+    Failures *f = static_cast<Failures *>(arg);
+    f->records[f->count] = JsonbPGetDatum(f->from->records[position - f->first_ordinal]);
+    MemoryContext old = MemoryContextSwitchTo(f->context);
+    f->errors[f->count] = CStringGetTextDatum(message);
+    MemoryContextSwitchTo(old);
+    f->count++;
+}
+
+// Failed records stay: written to sequin.staging as the table's owner, like the rest of
+// the queue's bookkeeping.
+void store_failures(const Failures &f) {
+    static SPIPlanPtr plan = nullptr;
+    static const Oid types[2] = {JSONBARRAYOID, TEXTARRAYOID};
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    kept_plan(&plan,
+              "INSERT INTO sequin.staging (record, status, error, attempts) "
+              "SELECT f.record, 'failed', f.error, 1 FROM ROWS FROM "
+              "(pg_catalog.unnest($1), pg_catalog.unnest($2)) AS f(record, error)",
+              2, types);
+    Datum args[2] = {
+        PointerGetDatum(construct_array(f.records, f.count, JSONBOID, -1, false, TYPALIGN_INT)),
+        PointerGetDatum(construct_array(f.errors, f.count, TEXTOID, -1, false, TYPALIGN_INT))};
+    PlanRun as_owner;
+    as_owner.as_user = sequin_relation_owner("staging");
+    storing_failures = true;
+    run_kept_plan(plan, "keep failed records in sequin.staging", args, nullptr, as_owner);
+    storing_failures = false;
+    SPI_finish();
+}
+
+// Applies the captured records; the failed ones are stored.
+void flush() {
+    if (buffer.count == 0)
+        return;
+    CaptureBuffer taken = buffer; // detached: subtransactions of the apply cannot discard it
+    int64 next_ordinal = buffer.ordinal + taken.count;
+    memset(&buffer, 0, sizeof buffer);
+    buffer.ordinal = next_ordinal;
+
+    MemoryContext old = MemoryContextSwitchTo(taken.context);
+    InputRecord *records = static_cast<InputRecord *>(palloc(sizeof(InputRecord) * taken.count));
+    for (int i = 0; i < taken.count; i++) {
+        records[i].record = &taken.records[i]->root;
+        records[i].position = taken.ordinal + i + 1;
+        records[i].label = "staged record";
+    }
+    Failures failures;
+    failures.records = static_cast<Datum *>(palloc(sizeof(Datum) * taken.count));
+    failures.errors = static_cast<Datum *>(palloc(sizeof(Datum) * taken.count));
+    failures.count = 0;
+    failures.from = &taken;
+    failures.first_ordinal = taken.ordinal + 1;
+    failures.context = taken.context;
+    flushing = true;
+    PG_TRY();
+    {
+        ApplyCounts counts;
+        apply_records(records, taken.count, ApplyMode::Isolate, collect_failure, &failures,
+                      &counts);
+        if (failures.count > 0)
+            store_failures(failures);
+    }
+    PG_CATCH();
+    {
+        flushing = storing_failures = false;
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    flushing = false;
+    MemoryContextSwitchTo(old);
+    MemoryContextDelete(taken.context);
+}
+
+int attribute_number(TupleDesc desc, const char *name) {
+    for (int i = 0; i < desc->natts; i++)
+        if (!TupleDescAttr(desc, i)->attisdropped &&
+            strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+            return i + 1;
+    elog(ERROR, "sequin.staging has no column \"%s\"", name);
+    return 0;
+}
+
+} // namespace
+
+HeapTuple capture_staged_row(TriggerData *td) {
+    HeapTuple tuple = td->tg_trigtuple;
+    if (storing_failures || flushing || apply_mode_is_deferred())
+        return tuple; // stored as it is: applied later, or kept as failed
+    TupleDesc desc = RelationGetDescr(td->tg_relation);
+    bool isnull;
+    Datum status = heap_getattr(tuple, attribute_number(desc, "status"), desc, &isnull);
+    if (isnull || strcmp(TextDatumGetCString(status), "pending") != 0)
+        return tuple; // inserted as failed by hand: kept for a retry
+    Datum record = heap_getattr(tuple, attribute_number(desc, "record"), desc, &isnull);
+    if (isnull)
+        return tuple; // the NOT NULL constraint reports it
+    register_callbacks();
+    capture(record);
+    if (buffer.count >= kFlushRecords)
+        flush();
+    return nullptr;
+}
+
+void flush_captured_records() {
+    if (!storing_failures && !flushing) {
+        flush();
+        buffer.ordinal = 0;
+    }
+}
+
+} // namespace sequin
