@@ -1,5 +1,6 @@
 -- Staging: records inserted into sequin.staging are applied by the inserting statement; a
 -- failing record stays with its error, the others apply, and nothing is lost.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 CREATE SCHEMA stg;
 CREATE TABLE stg.t (id text PRIMARY KEY, n int CHECK (n <> 13), v bigint);
