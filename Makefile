@@ -7,8 +7,9 @@ OBJS = $(SOURCES:.cpp=.o)
 
 DATA = $(wildcard sql/sequin_upsert--*.sql)
 
-# pg_regress inputs live in sql/, outputs in expected/ (the extension scripts share sql/).
-REGRESS = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/sequin_upsert--%,$(wildcard sql/*.sql))))
+# pg_regress inputs are sql/regress_*.sql, their outputs expected/regress_*.out (the
+# install scripts sql/sequin_upsert--*.sql share sql/).
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/regress_*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=sequin_upsert
 
 PG_CONFIG ?= pg_config

@@ -275,19 +275,48 @@ tap_done() {
     exit 0
 }
 
-# Fault tests: kill -9 the backend whose query matches LIKE pattern $1, after $2 seconds
-# of running, then wait until the server has recovered and database $3 answers. Prints the
-# killed backend's pid (empty when none was found).
+# Fault tests: kill -9 the backend whose query matches LIKE pattern $1, once it has run $2
+# seconds and only if it is still running that query then (so the kill cannot come after
+# the statement ended). Prints the killed backend's pid; prints nothing and returns 1 when
+# no such backend was found, it had finished before the kill, or kill failed. The third
+# argument (a database) is not used; wait_recovered takes it.
 kill9_backend_running() { # like-pattern delay db
-    local pid='' _
+    local pid='' still _
     for _ in $(seq 1 100); do
-        pid=$(psql_q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE query LIKE '$1' AND pid <> pg_backend_pid() LIMIT 1")
+        pid=$(psql_q -d postgres -c "SELECT pid FROM pg_stat_activity
+            WHERE state = 'active' AND query LIKE '$1' AND pid <> pg_backend_pid() LIMIT 1")
         [[ -n $pid ]] && break
         sleep 0.1
     done
+    [[ -n $pid ]] || return 1
     sleep "$2"
-    [[ -n $pid ]] && kill -9 "$pid"
+    still=$(psql_q -d postgres -c "SELECT count(*) FROM pg_stat_activity
+        WHERE pid = $pid AND state = 'active' AND query LIKE '$1'")
+    [[ $still == 1 ]] || return 1
+    kill -9 "$pid" || return 1
     echo "$pid"
+}
+# Byte size of the server log, to look at only what a test adds to it (0 without a log).
+server_log_size() {
+    if [[ -n ${SEQUIN_SERVER_LOG:-} && -f $SEQUIN_SERVER_LOG ]]; then stat -c %s "$SEQUIN_SERVER_LOG"; else echo 0; fi
+}
+# True when the server log, from byte offset $2 on, shows the postmaster reporting backend
+# $1 "terminated by signal 9" and then going through crash recovery to ready again.
+server_log_shows_kill9() { # pid offset
+    [[ $1 =~ ^[0-9]+$ && -n ${SEQUIN_SERVER_LOG:-} && -r $SEQUIN_SERVER_LOG ]] || return 1
+    tail -c +$(($2 + 1)) "$SEQUIN_SERVER_LOG" | awk -v pid="$1" '
+        s == 0 && index($0, "server process (PID " pid ") was terminated by signal 9") { s = 1; next }
+        s == 1 && /all server processes terminated; reinitializing/ { s = 2; next }
+        s == 2 && /automatic recovery in progress/ { s = 3; next }
+        s == 3 && /database system is ready to accept connections/ { s = 4 }
+        END { exit s == 4 ? 0 : 1 }'
+}
+# True when a psql that exited with status $1 and wrote $2 (its stderr) lost its own
+# backend abruptly: psql's "connection lost" exit status 2 and libpq's message, and not the
+# notice a backend sends when it is stopped because another one crashed.
+client_lost_connection() { # psql-exit-status stderr-file
+    [[ $1 == 2 ]] && grep -qE 'server closed the connection unexpectedly|connection to server was lost' "$2" &&
+        ! grep -q 'because of crash of another server process' "$2"
 }
 wait_recovered() { # db
     local _

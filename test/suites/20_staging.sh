@@ -54,13 +54,22 @@ if cluster_is_ours && [[ -n ${SEQUIN_PGDATA:-} ]]; then
     psql_q -d $db -c "TRUNCATE public.subs"
     psql_q -d $db -c "\copy (SELECT jsonb_build_object('id', 'k' || i, 'collection_id', 'subs', 'updated_idx', 1, 'data', jsonb_build_object('quantity', 'x'))
                          FROM generate_series(1, 600000) i) TO '$work/big.jsonl'"
-    psql_q -d $db -c "\copy sequin.staging(record) FROM '$work/big.jsonl' $copy_opts" >/dev/null 2>&1 &
+    offset=$(server_log_size)
+    psql_q -d $db -c "\copy sequin.staging(record) FROM '$work/big.jsonl' $copy_opts" >"$work/copy.out" 2>"$work/copy.err" &
     copier=$!
     pid=$(kill9_backend_running 'COPY%staging%' 1.5)
-    wait "$copier"
-    wait_recovered $db
+    rc=0
+    wait "$copier" || rc=$?
+    # The proof that the kill hit the COPY while it ran (else "0:0" below could mean the
+    # COPY never ran at all).
+    tap_ok "a backend running the COPY was found and killed -9 while still on it (pid ${pid:-none})" test -n "$pid"
+    tap_ok "the COPY's client lost its connection (psql exit $rc: $(head -n 1 "$work/copy.err"))" \
+        client_lost_connection "$rc" "$work/copy.err"
+    tap_ok "the server recovered" wait_recovered $db
+    tap_ok "the server log shows backend ${pid:-none} terminated by signal 9, then crash recovery" \
+        server_log_shows_kill9 "$pid" "$offset"
     state=$(psql_q -d $db -c "SELECT (SELECT count(*) FROM sequin.staging) || ':' || (SELECT count(*) FROM public.subs)")
-    tap_ok "killed COPY (backend $pid): neither half-applied records nor half-staged rows ($state)" test "$state" = "0:0"
+    tap_ok "killed COPY (backend ${pid:-none}): neither half-applied records nor half-staged rows ($state)" test "$state" = "0:0"
     psql_q -d $db -c "\copy sequin.staging(record) FROM '$work/records.jsonl' $copy_opts" >/dev/null
     tap_ok "after recovery the next COPY applies normally" \
         test "$(psql_q -d $db -c "SELECT count(*) FROM public.subs")" = 100000

@@ -1,15 +1,7 @@
 -- The first slice: a mapping, one insert, one update that keeps a keep_on_conflict column,
 -- the counts row, unknown collections, and errors crossing the C++ boundary.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
--- Runs a statement and shows its SQLSTATE and message instead of failing.
-CREATE FUNCTION public.try(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
-
 CREATE SCHEMA stripe;
 CREATE TABLE stripe.subscriptions (
   id text PRIMARY KEY, upstream_id text, customer_id text, plan_id text, quantity integer,
@@ -58,7 +50,7 @@ SELECT count(*) AS rows_after_failed_calls FROM stripe.subscriptions;
 -- The boundary, server -> C++ -> SQL: a server error raised inside a guarded SPI call in
 -- the C++ mapping cache (permission denied on the catalog) surfaces with its SQLSTATE and
 -- message, and the session goes on.
-CREATE ROLE sequin_no_catalog;
+CALL create_role_once('sequin_no_catalog');
 GRANT USAGE ON SCHEMA stripe TO sequin_no_catalog;
 REVOKE SELECT ON sequin.mappings FROM PUBLIC;
 SET ROLE sequin_no_catalog;

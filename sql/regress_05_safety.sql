@@ -1,4 +1,5 @@
 -- Quoting of every identifier, partitioned targets, target changes, caller's rights.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 CREATE SCHEMA "Odd Schema";
 CREATE TABLE "Odd Schema"."select ""table""" (
@@ -46,7 +47,7 @@ SELECT * FROM public.chg WHERE id = '4';
 
 -- Caller's rights: privileges and row-level security of the caller apply; the
 -- bookkeeping (tombstones) needs no grant.
-CREATE ROLE sequin_writer;
+CALL create_role_once('sequin_writer');
 CREATE TABLE public.rls (id text PRIMARY KEY, owner text, v bigint);
 ALTER TABLE public.rls ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own ON public.rls USING (owner = current_user) WITH CHECK (owner = current_user);

@@ -1,4 +1,5 @@
 -- Every row of the SPEC's conversion table, through the target column's type.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 CREATE SCHEMA conv;
 CREATE TYPE conv.mood AS ENUM ('sad', 'ok', 'happy');

@@ -1,4 +1,5 @@
 -- sequin.stats: per-collection counts since creation or reset; explain_mapping.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 SELECT sequin.reset_stats();
 CREATE SCHEMA sts;

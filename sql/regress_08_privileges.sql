@@ -1,5 +1,6 @@
 -- The privilege model: who reads and changes mappings, what a caller needs, no SECURITY
 -- DEFINER, pinned search_path, and no hijacking through objects in public.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 SELECT p.proname, p.prosecdef AS security_definer,
        p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql') AS is_sql,
@@ -36,8 +37,8 @@ DROP OPERATOR public.= (text, text);
 DROP FUNCTION public.now(), public.unnest(anyarray), public.evil_lt(bigint, bigint), public.evil_eq(text, text);
 
 -- Only the catalog's owner (or a role it grants to) may change mappings.
-CREATE ROLE sequin_reader;
-CREATE ROLE sequin_admin;
+CALL create_role_once('sequin_reader');
+CALL create_role_once('sequin_admin');
 GRANT INSERT, UPDATE, DELETE ON sequin.mappings TO sequin_admin;
 GRANT USAGE ON SCHEMA hij TO sequin_admin;
 GRANT SELECT ON hij.t TO sequin_admin;
@@ -59,7 +60,7 @@ DROP ROLE sequin_admin;
 
 -- A sync role needs INSERT on sequin.staging (and its sequence) and its rights on the
 -- targets; the staging bookkeeping (storing failures) needs nothing more.
-CREATE ROLE sequin_syncer;
+CALL create_role_once('sequin_syncer');
 CREATE SCHEMA pv;
 CREATE TABLE pv.t (id text PRIMARY KEY, n int, v bigint);
 SELECT sequin.create_mapping('pv', 'pv.t', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');

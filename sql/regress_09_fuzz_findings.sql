@@ -1,4 +1,5 @@
 -- Cases the fuzz suite (test/suites/30_fuzz.sh) found; each crashed or misbehaved once.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 CREATE SCHEMA fz;
 -- A key column left out of "required" is still needed: a record without it is an error.

@@ -1,13 +1,10 @@
 -- Staging: records inserted into sequin.staging are applied by the inserting statement; a
 -- failing record stays with its error, the others apply, and nothing is lost.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 CREATE SCHEMA stg;
 CREATE TABLE stg.t (id text PRIMARY KEY, n int CHECK (n <> 13), v bigint);
 SELECT sequin.create_mapping('stg', 'stg.t', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');
- create_mapping 
-----------------
- 
-(1 row)
 
 INSERT INTO sequin.staging (record) VALUES
   ('{"id": "a", "collection_id": "stg", "updated_idx": 2, "data": {"n": 1}}'),
@@ -18,111 +15,37 @@ INSERT INTO sequin.staging (record) VALUES
   ('"not an object"'),
   ('{"id": "e", "collection_id": "stg", "updated_idx": 1, "data": {"n": 5}}');
 SELECT * FROM stg.t ORDER BY id;
- id | n | v 
-----+---+---
- a  | 1 | 2
- e  | 5 | 1
-(2 rows)
-
 SELECT record->>'id' AS id, status, error, attempts FROM sequin.staging ORDER BY id;
- id | status |                                                     error                                                     | attempts 
-----+--------+---------------------------------------------------------------------------------------------------------------+----------
- b  | failed | staged record 2 (id "b", collection_id "stg"): column "n": invalid input syntax for type integer: "one"       |        1
- c  | failed | staged record 3 (id "c", collection_id "stg"): new row for relation "t" violates check constraint "t_n_check" |        1
- d  | failed | staged record 5 (id "d", collection_id "nowhere"): unknown collection "nowhere": no row in sequin.mappings    |        1
-    | failed | staged record 6 (id none, collection_id none): record is not a JSON object                                    |        1
-(4 rows)
 
 -- Fix the causes and retry the failed rows.
 INSERT INTO sequin.mappings (collection_id, target_table, columns) VALUES ('nowhere', 'stg.t', '{"id": "id"}');
 ALTER TABLE stg.t DROP CONSTRAINT t_n_check;
 UPDATE sequin.staging SET record = jsonb_set(record, '{data,n}', '2') WHERE record->>'id' = 'b';
 SELECT * FROM sequin.apply_staging(retry_failed => true);
- inserted | updated | deleted | skipped | failed 
-----------+---------+---------+---------+--------
-        3 |       0 |       0 |       0 |      1
-(1 row)
-
 SELECT record, status, attempts FROM sequin.staging ORDER BY id;
-     record      | status | attempts 
------------------+--------+----------
- "not an object" | failed |        2
-(1 row)
-
 SELECT * FROM stg.t ORDER BY id;
- id | n  | v 
-----+----+---
- a  |  1 | 2
- b  |  2 | 1
- c  | 13 | 1
- d  |    |  
- e  |  5 | 1
-(5 rows)
-
 DELETE FROM sequin.staging;
+
 -- Deferred mode: rows wait for apply_staging(), in arrival order, max_rows at a time.
 SET sequin.apply_mode = deferred;
 INSERT INTO sequin.staging (record)
 SELECT jsonb_build_object('id', 'k', 'collection_id', 'stg', 'updated_idx', i, 'data', jsonb_build_object('n', i))
   FROM generate_series(1, 5) AS i;
 SELECT count(*) AS waiting FROM sequin.staging WHERE status = 'pending';
- waiting 
----------
-       5
-(1 row)
-
 SELECT * FROM sequin.apply_staging(max_rows => 2);
- inserted | updated | deleted | skipped | failed 
-----------+---------+---------+---------+--------
-        1 |       0 |       0 |       1 |      0
-(1 row)
-
 SELECT * FROM stg.t WHERE id = 'k';
- id | n | v 
-----+---+---
- k  | 2 | 2
-(1 row)
-
 SELECT * FROM sequin.apply_staging();
- inserted | updated | deleted | skipped | failed 
-----------+---------+---------+---------+--------
-        0 |       1 |       0 |       2 |      0
-(1 row)
-
 SELECT * FROM stg.t WHERE id = 'k';
- id | n | v 
-----+---+---
- k  | 5 | 5
-(1 row)
-
 SELECT count(*) AS left_in_staging FROM sequin.staging;
- left_in_staging 
------------------
-               0
-(1 row)
-
 RESET sequin.apply_mode;
 SELECT try($$SET sequin.apply_mode = sometimes$$);
-                                 try                                 
----------------------------------------------------------------------
- 22023: invalid value for parameter "sequin.apply_mode": "sometimes"
-(1 row)
 
 -- A rolled-back transaction applies nothing.
 BEGIN;
 INSERT INTO sequin.staging (record) VALUES ('{"id": "rb", "collection_id": "stg", "updated_idx": 1}');
 SELECT count(*) AS inside FROM stg.t WHERE id = 'rb';
- inside 
---------
-      1
-(1 row)
-
 ROLLBACK;
 SELECT count(*) AS after_rollback FROM stg.t WHERE id = 'rb';
- after_rollback 
-----------------
-              0
-(1 row)
 
 -- The same trigger on a user's own table: rows stay, and a bad record aborts the statement.
 CREATE TABLE stg.inbox (received serial, record jsonb);
@@ -130,30 +53,10 @@ CREATE TRIGGER apply AFTER INSERT ON stg.inbox REFERENCING NEW TABLE AS new_reco
     FOR EACH STATEMENT EXECUTE FUNCTION sequin.staging_trigger();
 INSERT INTO stg.inbox (record) VALUES ('{"id": "u1", "collection_id": "stg", "updated_idx": 1, "data": {"n": 7}}');
 SELECT (SELECT count(*) FROM stg.inbox) AS inbox_rows, (SELECT n FROM stg.t WHERE id = 'u1') AS applied_n;
- inbox_rows | applied_n 
-------------+-----------
-          1 |         7
-(1 row)
-
 SELECT try($$INSERT INTO stg.inbox (record) VALUES ('{"id": "u2", "collection_id": "stg", "updated_idx": 1}'),
                                                    ('{"id": "u3", "collection_id": "stg", "updated_idx": 1, "data": {"n": "x"}}')$$);
-                                                  try                                                   
---------------------------------------------------------------------------------------------------------
- 22P02: record 1 (id "u3", collection_id "stg"): column "n": invalid input syntax for type integer: "x"
-(1 row)
-
 SELECT count(*) AS inbox_rows FROM stg.inbox;
- inbox_rows 
-------------
-          1
-(1 row)
-
 -- Attached the wrong way, it says how to attach it.
 CREATE TABLE stg.wrong (record jsonb);
 CREATE TRIGGER apply AFTER INSERT ON stg.wrong FOR EACH ROW EXECUTE FUNCTION sequin.staging_trigger();
 SELECT try($$INSERT INTO stg.wrong VALUES ('{}')$$);
-                                                        try                                                        
--------------------------------------------------------------------------------------------------------------------
- 39P01: sequin.staging_trigger() must be attached AFTER INSERT ... REFERENCING NEW TABLE AS ... FOR EACH STATEMENT
-(1 row)
-

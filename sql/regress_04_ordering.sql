@@ -1,4 +1,5 @@
 -- Ordering by order_column, duplicates in one call, deletes and tombstones.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 CREATE SCHEMA ord;
 CREATE TABLE ord.t (id text PRIMARY KEY, name text, v bigint);

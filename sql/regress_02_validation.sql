@@ -1,4 +1,5 @@
 -- Writing a mapping validates it against the target at once; nothing bad is stored.
+\i sql/include/regress_setup.psql
 \set VERBOSITY terse
 CREATE SCHEMA val;
 CREATE TABLE val.t (id text PRIMARY KEY, code text UNIQUE, n int, doc json, v bigint,
