@@ -44,6 +44,13 @@ format-check:
 
 .PHONY: format format-check
 
+# Every source compiled against the PostgreSQL 17 and 18 server headers (fetched from the
+# Debian archive, nothing installed) and the installed server's, warnings as errors.
+compat-check:
+	bash test/compat/check.sh
+
+.PHONY: compat-check
+
 # The regression suite with every backend under valgrind (slow: minutes).
 valgrind-check:
 	bash test/valgrind/run

@@ -3,11 +3,12 @@
 //
 // Like PostgreSQL's own statistics the counters are not transactional: after the first
 // call of a backend for a collection (which inserts its row), a call adds to the row in
-// place (heap_inplace_update on the unlogged table): no new row version, no transaction id,
-// no WAL. A call that only skips stale records thus stays a read-only transaction.
-// C-shaped server code.
+// place (sequin_inplace_update, pg/compat.hpp, on the unlogged table): no new row version,
+// no transaction id, no WAL. A call that only skips stale records thus stays a read-only
+// transaction. C-shaped server code.
 #include "pg/stats_counters.hpp"
 #include "pg/kept_plan.hpp"
+#include "pg/compat.hpp"
 #include "pg/run_as_owner.hpp"
 
 extern "C" {
@@ -19,7 +20,6 @@ extern "C" {
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "storage/backendid.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -47,39 +47,42 @@ enum StatsColumn {
     StatsColumns = ColLastApplied
 };
 
+struct AddArgs {
+    const ApplyCounts *delta;
+    bool applied;
+};
+
+// The counters row old plus the delta (runs with the row's buffer locked: no reads).
+HeapTuple add_counts(HeapTuple old, TupleDesc desc, void *arg) {
+    const AddArgs *args = static_cast<const AddArgs *>(arg);
+    const ApplyCounts &delta = *args->delta;
+    Datum values[StatsColumns];
+    bool nulls[StatsColumns];
+    heap_deform_tuple(old, desc, values, nulls);
+    const int64 adds[] = {delta.inserted, delta.updated, delta.deleted, delta.skipped,
+                          delta.failed};
+    for (int col = ColInserted; col <= ColFailed; col++)
+        values[col - 1] = Int64GetDatum(DatumGetInt64(values[col - 1]) + adds[col - ColInserted]);
+    if (args->applied)
+        values[ColLastApplied - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+    // Same columns, all fixed width but the untouched key: the tuple keeps its size.
+    return heap_form_tuple(desc, values, nulls);
+}
+
 // Adds delta to this backend's row in place. False when the row does not exist yet.
 bool add_in_place(Oid relid, text *collection, const ApplyCounts &delta, bool applied) {
     Relation rel = table_open(relid, RowExclusiveLock);
-    Oid index = RelationGetPrimaryKeyIndex(rel);
+    Oid index = sequin_primary_key_index(rel);
     if (!OidIsValid(index))
         elog(ERROR, "sequin.stats_counters has no primary key");
     ScanKeyData keys[2];
     ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
-    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(MyBackendId));
-    // Only this backend writes the row: committed rows and our own changes are all it
-    // needs to see, and SnapshotSelf sees just those without taking a snapshot.
-    SysScanDesc scan = systable_beginscan(rel, index, true, SnapshotSelf, 2, keys);
-    HeapTuple found = systable_getnext(scan);
-    bool updated = HeapTupleIsValid(found);
-    if (updated) {
-        TupleDesc desc = RelationGetDescr(rel);
-        Datum values[StatsColumns];
-        bool nulls[StatsColumns];
-        heap_deform_tuple(found, desc, values, nulls);
-        const int64 adds[] = {delta.inserted, delta.updated, delta.deleted, delta.skipped,
-                              delta.failed};
-        for (int col = ColInserted; col <= ColFailed; col++)
-            values[col - 1] =
-                Int64GetDatum(DatumGetInt64(values[col - 1]) + adds[col - ColInserted]);
-        if (applied)
-            values[ColLastApplied - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-        // Same columns, all fixed width but the untouched key: the tuple keeps its size.
-        HeapTuple replacement = heap_form_tuple(desc, values, nulls);
-        replacement->t_self = found->t_self;
-        heap_inplace_update(rel, replacement);
-        heap_freetuple(replacement);
-    }
-    systable_endscan(scan);
+    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(sequin_backend_slot()));
+    // Only this backend writes the row. The look-up sees committed rows and this
+    // transaction's own from earlier commands (a row it does not see yet is added to by
+    // insert_row's ON CONFLICT instead).
+    AddArgs args = {&delta, applied};
+    bool updated = sequin_inplace_update(rel, index, 2, keys, add_counts, &args);
     table_close(rel, RowExclusiveLock);
     return updated;
 }
@@ -100,7 +103,7 @@ void insert_row(Oid owner, text *collection, const ApplyCounts &delta, bool appl
               "failed = s.failed OPERATOR(pg_catalog.+) EXCLUDED.failed, "
               "last_applied = GREATEST(EXCLUDED.last_applied, s.last_applied)",
               8, types);
-    Datum args[8] = {PointerGetDatum(collection),   Int32GetDatum(MyBackendId),
+    Datum args[8] = {PointerGetDatum(collection),   Int32GetDatum(sequin_backend_slot()),
                      Int64GetDatum(delta.inserted), Int64GetDatum(delta.updated),
                      Int64GetDatum(delta.deleted),  Int64GetDatum(delta.skipped),
                      Int64GetDatum(delta.failed),   BoolGetDatum(applied)};

@@ -1,5 +1,6 @@
 // JSON value -> column Datum, driven by the column's type. C-shaped server code.
 #include "pg/value_converter.hpp"
+#include "pg/compat.hpp"
 #include "pg/json_path.hpp"
 
 extern "C" {
@@ -333,7 +334,7 @@ static Datum convert_to_base(ValueType *vt, const JsonbValue *value) {
             break;
         }
         if (vt->base_typmod >= 0)
-            AdjustTimestampForTypmod(&result, vt->base_typmod);
+            sequin_adjust_timestamp_for_typmod(&result, vt->base_typmod);
         return TimestampGetDatum(result);
     }
     case ConvKind::Date:

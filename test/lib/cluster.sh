@@ -21,7 +21,7 @@
 # After start_cluster these are exported, so child processes (psql, pg_regress via
 # `make installcheck`, pg_prove, pgbench, suites) reach the server:
 #   PGHOST PGPORT PGUSER PGDATABASE   standard libpq variables
-#   PATH                              PostgreSQL 15's bin directory first
+#   PATH                              the PostgreSQL bin directory first
 #   SEQUIN_PGDATA                     data directory (empty for a server we did not start)
 #   SEQUIN_SERVER_LOG                 server log file (empty for a server we did not start)
 #   SEQUIN_CLUSTER_OWNED              1 if the server is our throwaway cluster, else 0
@@ -31,16 +31,21 @@
 # for inspection instead of deleting it).
 
 SEQUIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-SEQUIN_PGBIN=${SEQUIN_PGBIN:-/usr/lib/postgresql/15/bin}
+# The PostgreSQL major version: that of PG_CONFIG when it is given, else 15 (the tested one).
+SEQUIN_PG_MAJOR=15
+if [[ -n ${PG_CONFIG:-} && -x ${PG_CONFIG:-} ]]; then
+    SEQUIN_PG_MAJOR=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+fi
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$SEQUIN_PG_MAJOR/bin/pg_config}
+SEQUIN_PGBIN=${SEQUIN_PGBIN:-/usr/lib/postgresql/$SEQUIN_PG_MAJOR/bin}
 # The postgres process runs as this user when we are root (the server refuses root).
 SEQUIN_PG_OS_USER=${SEQUIN_PG_OS_USER:-postgres}
 
 SEQUIN_DEB_PACKAGES=(
-    postgresql-15
-    postgresql-server-dev-15
+    "postgresql-$SEQUIN_PG_MAJOR"
+    "postgresql-server-dev-$SEQUIN_PG_MAJOR"
     nlohmann-json3-dev
-    postgresql-15-pgtap
+    "postgresql-$SEQUIN_PG_MAJOR-pgtap"
     libtap-parser-sourcehandler-pgtap-perl # pg_prove
     make
     g++
