@@ -135,50 +135,8 @@ BEGIN
     FROM bench.records WHERE scenario = scen GROUP BY batch_no;
 END $$;
 
-------------------------------------------------------------------------------------------
--- Driver: applies a scenario's batches in order with one method, one transaction per batch,
--- and returns the time spent in the method calls and commits (measured in the server).
-------------------------------------------------------------------------------------------
-CREATE PROCEDURE bench.run(method text, scen text, max_batches int,
-                           INOUT seconds float8 DEFAULT NULL, INOUT counts text DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-  nb int;
-  bno int;
-  recs jsonb;
-  t0 timestamptz;
-  total interval := interval '0';
-  c record;
-  ins bigint := 0; upd bigint := 0; del bigint := 0; skp bigint := 0;
-BEGIN
-  SELECT count(*) INTO nb FROM bench.batches
-    WHERE scenario = scen AND (max_batches IS NULL OR batch_no < max_batches);
-  FOR bno IN 0 .. nb - 1 LOOP
-    IF method IN ('A', 'A2', 'B', 'D') THEN
-      -- In a procedure the value is detoasted here, outside the timed part.
-      SELECT b.records INTO recs FROM bench.batches b WHERE scenario = scen AND batch_no = bno;
-    END IF;
-    t0 := clock_timestamp();
-    CASE method
-      WHEN 'A' THEN PERFORM bench.upsert_expert(recs);
-      WHEN 'A2' THEN PERFORM bench.upsert_expert_recordset(recs);
-      WHEN 'B' THEN PERFORM bench.upsert_per_record(recs);
-      WHEN 'C' THEN PERFORM bench.upsert_typed(scen, bno);
-      WHEN 'C_insert' THEN PERFORM bench.insert_typed(scen, bno);
-      WHEN 'D' THEN
-        SELECT * INTO c FROM sequin.sequin_upsert(recs);
-        ins := ins + c.inserted; upd := upd + c.updated;
-        del := del + c.deleted; skp := skp + c.skipped;
-      ELSE RAISE EXCEPTION 'unknown method %', method;
-    END CASE;
-    COMMIT;
-    total := total + (clock_timestamp() - t0);
-  END LOOP;
-  seconds := extract(epoch FROM total);
-  counts := CASE WHEN method = 'D'
-                 THEN format('inserted=%s updated=%s deleted=%s skipped=%s', ins, upd, del, skp)
-                 ELSE '' END;
-END $$;
+-- The driver, bench.run(method, scenario, max_batches) => (seconds, counts), is created by
+-- bench/bench.py from its table of methods (run_procedure_sql).
 
 ------------------------------------------------------------------------------------------
 -- Resetting the target to a scenario's starting state, and checking the contents.

@@ -46,3 +46,15 @@ RETURNS SETOF bench.typed LANGUAGE sql AS $$
        -- one of its lowest or its highest version is left out of the comparison.
        LATERAL bench.typed_row(scen, s.bno::int, s.newpos::int, s.i, s.v, s.del, 3) t
 $$;
+
+-- What the generated mix holds (printed with the results), once its starting table is built.
+CREATE FUNCTION bench.info_mix() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN (
+    SELECT format('%s records, %s distinct ids, %s deletes, %s stale, %s of the ids already stored',
+                  count(*), count(DISTINCT t.id), count(*) FILTER (WHERE t.deleted),
+                  count(*) FILTER (WHERE t.updated_idx < 1000000000),
+                  count(DISTINCT t.id) FILTER (WHERE s.id IS NOT NULL))
+    FROM bench.typed t LEFT JOIN bench.state_mix s USING (id)
+    WHERE scenario = 'mix');
+END $$;
