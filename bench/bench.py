@@ -12,7 +12,8 @@ Comparison: N Sequin records for the SPEC's running example (stripe.subscription
 batches of B records, four scenarios (fresh insert, update all, replay, mix), every method
 on the same data from the same starting table, each run R times (median). Prints
 scenario | method | records/s | ratio to (A), writes bench/results/latest.md, and exits
-1 if the methods do not leave identical table contents (or a method fails).
+1 if the methods do not leave identical table contents, if sequin_upsert does not return
+the expected counts, or if a method fails.
 
 Options:
   --n N              records per scenario (default 100000)
@@ -24,7 +25,7 @@ Options:
   --methods LIST     comma-separated subset of {methods}
                      (default all)
   --scenarios LIST   comma-separated subset of {scenarios} (default all)
-  --smoke            N=2000, B=200, R=1: checks the contents only (CI)
+  --smoke            N=2000, B=200, R=1: checks the contents and counts only (CI)
   --scale            time per record of (D) for N = 10k, 100k, 1M, and the backend's peak
                      memory for one 100k-record sequin_upsert call and a 1M-row COPY into
                      sequin.staging; writes bench/results/scale.md
@@ -87,7 +88,7 @@ class Method:
                in a loop, one transaction per batch, timing the call and its COMMIT in the
                server. When `call` uses `recs`, the batch is read before the timer starts.
     counts     the call returns (inserted, updated, deleted, skipped): they are summed over
-               the batches and compared with the scenario's expected counts (a warning).
+               the batches and must equal the scenario's expected counts.
     copy       a method timed around one psql `\\copy <copy> FROM <file>` of all records.
     data       the file that `copy` reads: records_<scen>.copy (one JSON record a line) or
                typed_<scen>.copy (the typed columns TYPED_COLUMNS, text format).
@@ -144,8 +145,9 @@ class Scenario:
     label    the row label of the table.
     start    the starting table: the table after the scenario `start` was applied to its
              own starting table (with the typed floor (C)); None: the empty table.
-    counts   the counts a method with `counts` must return, {n} = the number of records;
-             empty: they must only add up to the number of records.
+    counts   optional: the counts a method with `counts` must return, {n} = the number of
+             records. They are also derived from the data (bench.expected_counts in
+             setup.sql), for every scenario: the two must agree.
     info     an SQL expression describing the generated data, printed with the results.
     """
 
@@ -533,13 +535,23 @@ def compare(b: Bench) -> int:
     infos = {s.name: b.pgs(f"SELECT {s.info}") for s in SCENARIOS if s.info}
     log(f"data ready in {elapsed(t0)}s" + "".join(f"; {k}: {v}" for k, v in infos.items()))
 
-    # The counts a method with counts must return, where they are plain.
-    expected = {s.name: s.counts.format(n=b.nrec[s.name]) for s in selected if s.counts}
+    # The counts a method with counts must return: derived from the data, and equal to the
+    # scenario's own statement of them when it has one.
+    expected: dict[str, str] = {}
+    if any(METHOD[m].counts for m in o.methods):
+        for s in selected:
+            expected[s.name] = b.pgs(f"SELECT bench.expected_counts('{s.name}')")
+            plain = s.counts.format(n=b.nrec[s.name])
+            if plain and plain != expected[s.name]:
+                raise BenchError(f"scenario {s.name}: the counts derived from the data "
+                                f"({expected[s.name]}) are not the scenario's ({plain})")
 
     times: dict[tuple[str, str], list[float]] = {}
     failed: set[tuple[str, str]] = set()
     content_mismatch: set[tuple[str, str]] = set()
+    count_mismatch: set[tuple[str, str]] = set()
     content_failures: list[str] = []
+    count_failures: list[str] = []
     warnings: list[str] = []
     for s in selected:
         ms = scen_methods(o, s)
@@ -559,15 +571,12 @@ def compare(b: Bench) -> int:
                 for p in r.problems:
                     content_mismatch.add(key)
                     content_failures.append(f"{s.name} / {m.label} run {run}: {p}")
-                if m.counts and s.name in expected and r.counts != expected[s.name]:
-                    warnings.append(f"{s.name} / {m.label} run {run}: returned {r.counts}, "
-                                    f"expected {expected[s.name]}")
-                if m.counts:
-                    # The counts must add up to the number of records.
+                if m.counts and r.counts != expected[s.name]:
+                    count_mismatch.add(key)
                     total = sum(int(x) for x in re.findall(r"=(\d+)", r.counts))
-                    if total != b.nrec[s.name]:
-                        warnings.append(f"{s.name} / {m.label} run {run}: counts {r.counts} "
-                                        f"add up to {total}, not {b.nrec[s.name]}")
+                    count_failures.append(
+                        f"{s.name} / {m.label} run {run}: returned {r.counts}, expected "
+                        f"{expected[s.name]} (they add up to {total} of {b.nrec[s.name]} records)")
                 times.setdefault(key, []).append(r.seconds)
                 status = "MISMATCH" if r.problems else "ok"
                 log(f"{s.name} / {m.name} run {run}: {r.seconds_text}s (wall {elapsed(t)}s) {status}"
@@ -603,6 +612,8 @@ def compare(b: Bench) -> int:
             ratio = "-" if med_a is None else f"{med_a / med:.2f}"
             if key in content_mismatch:
                 ratio += " (CONTENTS MISMATCH)"
+            if key in count_mismatch:
+                ratio += " (COUNTS MISMATCH)"
             print(f"{s.label:<20} | {m.label:<38} | {med:9.3f} | {rps:>10} | {ratio}")
             md.append(f"| {s.label} | {m.label} | {med:.3f} | {rps} | {ratio} |")
     w = b.so_changed_warning()
@@ -614,6 +625,9 @@ def compare(b: Bench) -> int:
     if content_failures:
         tail += ["", "FAILURES (the methods must leave identical contents):",
                  *[f"- {x}" for x in content_failures]]
+    if count_failures:
+        tail += ["", "FAILURES (sequin_upsert must return the expected counts):",
+                 *[f"- {x}" for x in count_failures]]
     if tail:
         print("\n".join(tail))
     md += tail
@@ -623,9 +637,13 @@ def compare(b: Bench) -> int:
     print(f"\nwritten to {result.relative_to(ROOT)}")
     if content_failures:
         print("bench: CONTENTS CHECK FAILED", file=sys.stderr)
-        return 1
-    print("contents check: every method left identical contents in every scenario")
-    return 0
+    else:
+        print("contents check: every method left identical contents in every scenario")
+    if count_failures:
+        print("bench: COUNTS CHECK FAILED", file=sys.stderr)
+    elif expected:
+        print("counts check: sequin_upsert returned the expected counts in every scenario")
+    return 1 if content_failures or count_failures else 0
 
 
 ######################################################################################

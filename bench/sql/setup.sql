@@ -186,3 +186,48 @@ BEGIN
   RETURN format(E'MISMATCH: %s rows, checksum %s; reference (%s): %s rows, checksum %s\n%s',
                 n, sum, ref.method, ref.row_count, ref.checksum, coalesce(diff, ''));
 END $$;
+
+-- The counts that sequin_upsert (or any method returning (inserted, updated, deleted,
+-- skipped)) must return for a scenario applied batch by batch (one call per batch) to its
+-- starting table, derived from the records and the SPEC's rules, as 'inserted=..
+-- updated=.. deleted=.. skipped=..'. Every record counts once. Of the records of one id in
+-- one batch, those superseded by a higher version count as skipped; the highest applies only
+-- if it is newer (updated_idx) than the stored row or than the tombstone an earlier delete
+-- left, else it is skipped. A delete that applies counts as deleted if the row was stored,
+-- else as skipped (it leaves a tombstone).
+CREATE FUNCTION bench.expected_counts(scen text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  cur_id text;
+  cur_batch int;
+  present boolean;
+  ver bigint;
+  ins bigint := 0; upd bigint := 0; del bigint := 0; skp bigint := 0;
+BEGIN
+  FOR r IN EXECUTE format($q$
+      SELECT t.id, t.batch_no, t.updated_idx AS v, t.deleted,
+             s.id IS NOT NULL AS stored, s.updated_idx AS stored_v
+      FROM bench.typed t LEFT JOIN bench.%I s ON s.id = t.id
+      WHERE t.scenario = $1
+      ORDER BY t.id, t.batch_no, t.updated_idx DESC, t.pos DESC $q$, 'state_' || scen) USING scen
+  LOOP
+    IF cur_id IS DISTINCT FROM r.id THEN
+      -- bench.reset empties sequin.tombstones: only the stored row counts at the start.
+      cur_id := r.id; cur_batch := NULL; present := r.stored; ver := r.stored_v;
+    END IF;
+    IF cur_batch IS NOT DISTINCT FROM r.batch_no THEN
+      skp := skp + 1;  -- superseded in its batch
+    ELSIF ver IS NOT NULL AND r.v <= ver THEN
+      skp := skp + 1;  -- stale
+    ELSIF r.deleted THEN
+      IF present THEN del := del + 1; ELSE skp := skp + 1; END IF;
+      present := false; ver := r.v;
+    ELSIF present THEN
+      upd := upd + 1; ver := r.v;
+    ELSE
+      ins := ins + 1; present := true; ver := r.v;
+    END IF;
+    cur_batch := r.batch_no;
+  END LOOP;
+  RETURN format('inserted=%s updated=%s deleted=%s skipped=%s', ins, upd, del, skp);
+END $$;
