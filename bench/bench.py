@@ -9,8 +9,8 @@ PostgreSQL 15 cluster (or uses the server the PG* variables point at), and works
 fresh database (default sequin_bench). Details, methods and scenarios: bench/README.md.
 
 Comparison: N Sequin records for the SPEC's running example (stripe.subscriptions) in
-batches of B records, four scenarios (fresh insert, update all, replay, mix), every method
-on the same data from the same starting table, each run R times (median). Prints
+batches of B records, the scenarios ({scenario_labels}), every
+method on the same data from the same starting table, each run R times (median). Prints
 scenario | method | records/s | ratio to (A), writes bench/results/latest.md, and exits
 1 if the methods do not leave identical table contents, if sequin_upsert does not return
 the expected counts, or if a method fails.
@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -161,7 +161,8 @@ class Scenario:
 SCENARIOS = [
     Scenario("fresh", "fresh insert", None, "inserted={n} updated=0 deleted=0 skipped=0"),
     Scenario("update", "update all", "fresh", "inserted=0 updated={n} deleted=0 skipped=0"),
-    Scenario("replay", "replay (all stale)", "update", "inserted=0 updated=0 deleted=0 skipped={n}"),
+    Scenario("replay", "replay (all stale)", "update",
+             "inserted=0 updated=0 deleted=0 skipped={n}"),
     Scenario("mix", "mix", "fresh", info="bench.info_mix()"),
 ]
 
@@ -202,7 +203,8 @@ class Options:
 
 
 def usage_text() -> str:
-    return __doc__.format(methods=",".join(METHOD), scenarios=",".join(SCENARIO))
+    return __doc__.format(methods=",".join(METHOD), scenarios=",".join(SCENARIO),
+                          scenario_labels=", ".join(s.label for s in SCENARIOS))
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -236,41 +238,26 @@ def parse_args(argv: list[str]) -> Options:
                 raise Usage(f"unknown {what} {x}")
         return items
 
+    # option -> (attribute of Options, how its value is read; None: a flag)
+    spec = {
+        "--n": ("n", positive), "--batch": ("batch", positive), "--runs": ("runs", positive),
+        "--dup-pct": ("dup_pct", pct), "--del-pct": ("del_pct", pct),
+        "--stale-pct": ("stale_pct", pct),
+        "--methods": ("methods", lambda opt: names(opt, METHOD, "method")),
+        "--scenarios": ("scenarios", lambda opt: names(opt, SCENARIO, "scenario")),
+        "--smoke": ("smoke", None), "--scale": ("scale", None),
+        "--scale-max": ("scale_max", positive), "--existing-server": ("existing", None),
+        "--db": ("db", value), "--keep-db": ("keep_db", None),
+    }
     while args:
         a = args.pop(0)
-        if a == "--n":
-            o.n = positive(a)
-        elif a == "--batch":
-            o.batch = positive(a)
-        elif a == "--runs":
-            o.runs = positive(a)
-        elif a == "--dup-pct":
-            o.dup_pct = pct(a)
-        elif a == "--del-pct":
-            o.del_pct = pct(a)
-        elif a == "--stale-pct":
-            o.stale_pct = pct(a)
-        elif a == "--methods":
-            o.methods = names(a, METHOD, "method")
-        elif a == "--scenarios":
-            o.scenarios = names(a, SCENARIO, "scenario")
-        elif a == "--smoke":
-            o.smoke = True
-        elif a == "--scale":
-            o.scale = True
-        elif a == "--scale-max":
-            o.scale_max = positive(a)
-        elif a == "--existing-server":
-            o.existing = True
-        elif a == "--db":
-            o.db = value(a)
-        elif a == "--keep-db":
-            o.keep_db = True
-        elif a in ("-h", "--help"):
+        if a in ("-h", "--help"):
             o.help = True
             return o
-        else:
+        if a not in spec:
             raise Usage(f"unknown option {a}\n\n{usage_text()}")
+        attr, read = spec[a]
+        setattr(o, attr, read(a) if read else True)
     if o.smoke:
         o.n, o.batch, o.runs = 2000, 200, 1
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", o.db):
@@ -376,8 +363,9 @@ class Bench:
         self.args_given = " ".join(argv)
         self.work = work
         self.nrec: dict[str, int] = {}
-        so_dir = subprocess.run([os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config"),
-                                 "--pkglibdir"], text=True, capture_output=True).stdout.strip()
+        pg_config = os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config")
+        so_dir = subprocess.run([pg_config, "--pkglibdir"], text=True,
+                                capture_output=True).stdout.strip()
         self.so_file = f"{so_dir}/sequin_upsert.so"
         # Which build of the extension is measured: its version and the library's mtime (a
         # re-install during the run would mix two builds in one table: warn about it).
@@ -393,7 +381,8 @@ class Bench:
 
     def so_mtime(self) -> str:
         try:
-            return datetime.fromtimestamp(os.stat(self.so_file).st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+            mtime = datetime.fromtimestamp(os.stat(self.so_file).st_mtime)
+            return mtime.strftime("%Y-%m-%d %H:%M:%S")
         except OSError:
             return "unknown"
 
@@ -441,11 +430,10 @@ class Bench:
         """Writes the COPY input `data`_`scen`.copy (once) and returns its path."""
         path = self.work / f"{data}_{scen}.copy"
         if not path.exists():
-            query = {
-                "records": f"SELECT record FROM bench.records WHERE scenario = '{scen}' ORDER BY batch_no, pos",
-                "typed": f"SELECT {TYPED_COLUMNS} FROM bench.typed WHERE scenario = '{scen}' ORDER BY batch_no, pos",
-            }[data]
-            self.pgs(f"\\copy ({query}) TO '{path}'")
+            table, columns = {"records": ("bench.records", "record"),
+                              "typed": ("bench.typed", TYPED_COLUMNS)}[data]
+            self.pgs(f"\\copy (SELECT {columns} FROM {table} WHERE scenario = '{scen}' "
+                     f"ORDER BY batch_no, pos) TO '{path}'")
         return path
 
     def timed_copy(self, target: str, path: Path) -> str:
@@ -499,20 +487,29 @@ def elapsed(t0: float) -> str:
 ######################################################################################
 # The comparison
 ######################################################################################
+def selected_scenarios(o: Options) -> list[Scenario]:
+    """The selected scenarios, in table order."""
+    return [s for s in SCENARIOS if s.name in o.scenarios]
+
+
 def scen_methods(o: Options, s: Scenario) -> list[Method]:
     """The selected methods that run on scenario s, in table order."""
-    return [m for m in METHODS if m.name in o.methods and (not m.scenarios or s.name in m.scenarios)]
+    return [m for m in METHODS
+            if m.name in o.methods and (not m.scenarios or s.name in m.scenarios)]
 
 
-def compare(b: Bench) -> int:
+def prepare(b: Bench) -> tuple[dict[str, str], dict[str, str]]:
+    """Generates every scenario, builds the starting tables and the COPY inputs. Returns the
+    scenarios' descriptions and the counts a method with counts must return per selected
+    scenario (derived from the data; equal to the scenario's own `counts` when it has any)."""
     o = b.o
     t0 = time.time()
     log(f"generating N={o.n} records per scenario, B={o.batch} "
         f"(mix: dup {o.dup_pct} %, delete {o.del_pct} %, stale {o.stale_pct} %)")
     for s in SCENARIOS:
         b.generate(s.name, o.n)
-    # Starting states, built with the typed floor (C) (checked against every method below),
-    # in the order of SCENARIOS: a scenario starts after its `start` was applied.
+    # The starting tables, built with the typed floor (C) (checked against every method),
+    # in the order of SCENARIOS: a scenario starts where its `start` ended.
     script = []
     for s in SCENARIOS:
         if s.start is None:
@@ -524,70 +521,82 @@ def compare(b: Bench) -> int:
                        f"CREATE TABLE bench.state_{s.name} AS SELECT * FROM stripe.subscriptions;"]
     script.append("TRUNCATE stripe.subscriptions;")
     b.pgs("\n".join(script) + "\n")
-    selected = [s for s in SCENARIOS if s.name in o.scenarios]
-    for s in selected:
+    for s in selected_scenarios(o):
         for m in scen_methods(o, s):
             if m.copy:
                 b.export(m.data, s.name)
-    for line in b.pgs("SELECT scenario || '|' || count(*) FROM bench.records GROUP BY scenario").splitlines():
-        name, n = line.split("|")
+    for line in b.pgs("SELECT scenario || ' ' || count(*) FROM bench.records "
+                      "GROUP BY scenario").splitlines():
+        name, n = line.split(" ")
         b.nrec[name] = int(n)
     infos = {s.name: b.pgs(f"SELECT {s.info}") for s in SCENARIOS if s.info}
     log(f"data ready in {elapsed(t0)}s" + "".join(f"; {k}: {v}" for k, v in infos.items()))
 
-    # The counts a method with counts must return: derived from the data, and equal to the
-    # scenario's own statement of them when it has one.
     expected: dict[str, str] = {}
     if any(METHOD[m].counts for m in o.methods):
-        for s in selected:
+        for s in selected_scenarios(o):
             expected[s.name] = b.pgs(f"SELECT bench.expected_counts('{s.name}')")
             plain = s.counts.format(n=b.nrec[s.name])
             if plain and plain != expected[s.name]:
                 raise BenchError(f"scenario {s.name}: the counts derived from the data "
-                                f"({expected[s.name]}) are not the scenario's ({plain})")
+                                 f"({expected[s.name]}) are not the scenario's ({plain})")
+    return infos, expected
 
-    times: dict[tuple[str, str], list[float]] = {}
-    failed: set[tuple[str, str]] = set()
-    content_mismatch: set[tuple[str, str]] = set()
-    count_mismatch: set[tuple[str, str]] = set()
-    content_failures: list[str] = []
-    count_failures: list[str] = []
-    warnings: list[str] = []
-    for s in selected:
-        ms = scen_methods(o, s)
+
+@dataclass
+class Tally:
+    """What the runs of the comparison gave, keyed by (scenario, method)."""
+
+    times: dict = field(default_factory=dict)          # -> [seconds of each run]
+    failed: set = field(default_factory=set)           # psql failed: not run again
+    content_mismatch: set = field(default_factory=set)
+    count_mismatch: set = field(default_factory=set)
+    content_failures: list = field(default_factory=list)
+    count_failures: list = field(default_factory=list)
+
+
+def measure(b: Bench, expected: dict[str, str]) -> Tally:
+    """Runs every selected method on every selected scenario R times (runs interleaved
+    across methods), checking the contents and the counts after each run."""
+    o, t = b.o, Tally()
+    for s in selected_scenarios(o):
         for run in range(1, o.runs + 1):
-            for m in ms:
+            for m in scen_methods(o, s):
                 key = (s.name, m.name)
-                if key in failed:
+                if key in t.failed:
                     continue
-                t = time.time()
+                t0 = time.time()
                 try:
                     r = b.run_once(s.name, m)
                 except BenchError as e:
-                    failed.add(key)
-                    content_failures.append(f"{s.name} / {m.label}: failed: {' '.join(str(e).splitlines())}")
+                    t.failed.add(key)
+                    t.content_failures.append(
+                        f"{s.name} / {m.label}: failed: {' '.join(str(e).splitlines())}")
                     log(f"{s.name} / {m.name} run {run}: FAILED")
                     continue
                 for p in r.problems:
-                    content_mismatch.add(key)
-                    content_failures.append(f"{s.name} / {m.label} run {run}: {p}")
+                    t.content_mismatch.add(key)
+                    t.content_failures.append(f"{s.name} / {m.label} run {run}: {p}")
                 if m.counts and r.counts != expected[s.name]:
-                    count_mismatch.add(key)
+                    t.count_mismatch.add(key)
                     total = sum(int(x) for x in re.findall(r"=(\d+)", r.counts))
-                    count_failures.append(
+                    t.count_failures.append(
                         f"{s.name} / {m.label} run {run}: returned {r.counts}, expected "
                         f"{expected[s.name]} (they add up to {total} of {b.nrec[s.name]} records)")
-                times.setdefault(key, []).append(r.seconds)
-                status = "MISMATCH" if r.problems else "ok"
-                log(f"{s.name} / {m.name} run {run}: {r.seconds_text}s (wall {elapsed(t)}s) {status}"
-                    + (f" ({r.counts})" if r.counts else ""))
+                t.times.setdefault(key, []).append(r.seconds)
+                log(f"{s.name} / {m.name} run {run}: {r.seconds_text}s (wall {elapsed(t0)}s) "
+                    + ("MISMATCH" if r.problems else "ok") + (f" ({r.counts})" if r.counts else ""))
+    return t
 
-    # Report
-    RESULTS.mkdir(parents=True, exist_ok=True)
+
+def report(b: Bench, infos: dict[str, str], expected: dict[str, str], t: Tally) -> int:
+    """Prints the table and writes it to bench/results; 1 if a check failed."""
+    o = b.o
     md = [
         "## sequin_upsert benchmark",
         "",
-        f"N = {o.n} records per scenario, B = {o.batch} records per batch, median of {o.runs} run(s);",
+        f"N = {o.n} records per scenario, B = {o.batch} records per batch, "
+        f"median of {o.runs} run(s);",
         *[f"{k}: {v}." for k, v in infos.items()],
         f"PostgreSQL {b.server_version()}, {b.machine()}",
         b.command_line(),
@@ -595,63 +604,68 @@ def compare(b: Bench) -> int:
         "| scenario | method | median s | records/s | ratio to (A) |",
         "|---|---|---:|---:|---:|",
     ]
-    print(f"\n{'scenario':<20} | {'method':<38} | {'median s':>9} | {'records/s':>10} | ratio to (A)")
+    print(f"\n{'scenario':<20} | {'method':<38} | {'median s':>9} | {'records/s':>10} | "
+          "ratio to (A)")
     print("-" * 98)
-    for s in selected:
-        ta = times.get((s.name, "A"), [])
+    for s in selected_scenarios(o):
+        ta = t.times.get((s.name, "A"), [])
         med_a = statistics.median(ta) if ta else None
         for m in scen_methods(o, s):
             key = (s.name, m.name)
-            tm = times.get(key, [])
-            if key in failed or not tm:
+            tm = t.times.get(key, [])
+            if key in t.failed or not tm:
                 print(f"{s.label:<20} | {m.label:<38} | {'-':>9} | {'FAILED':>10} | -")
                 md.append(f"| {s.label} | {m.label} | - | FAILED | - |")
                 continue
             med = statistics.median(tm)
             rps = f"{b.nrec[s.name] / med:.0f}"
             ratio = "-" if med_a is None else f"{med_a / med:.2f}"
-            if key in content_mismatch:
+            if key in t.content_mismatch:
                 ratio += " (CONTENTS MISMATCH)"
-            if key in count_mismatch:
+            if key in t.count_mismatch:
                 ratio += " (COUNTS MISMATCH)"
             print(f"{s.label:<20} | {m.label:<38} | {med:9.3f} | {rps:>10} | {ratio}")
             md.append(f"| {s.label} | {m.label} | {med:.3f} | {rps} | {ratio} |")
+    tail = []
     w = b.so_changed_warning()
     if w:
-        warnings.append(w)
-    tail = []
-    if warnings:
-        tail += ["", "Warnings:", *[f"- {x}" for x in warnings]]
-    if content_failures:
+        tail += ["", "Warnings:", f"- {w}"]
+    if t.content_failures:
         tail += ["", "FAILURES (the methods must leave identical contents):",
-                 *[f"- {x}" for x in content_failures]]
-    if count_failures:
+                 *[f"- {x}" for x in t.content_failures]]
+    if t.count_failures:
         tail += ["", "FAILURES (sequin_upsert must return the expected counts):",
-                 *[f"- {x}" for x in count_failures]]
+                 *[f"- {x}" for x in t.count_failures]]
     if tail:
         print("\n".join(tail))
     md += tail
     # A smoke run does not overwrite the figures of a real one.
+    RESULTS.mkdir(parents=True, exist_ok=True)
     result = RESULTS / ("smoke.md" if o.smoke else "latest.md")
     result.write_text("\n".join(md) + "\n")
     print(f"\nwritten to {result.relative_to(ROOT)}")
-    if content_failures:
+    if t.content_failures:
         print("bench: CONTENTS CHECK FAILED", file=sys.stderr)
     else:
         print("contents check: every method left identical contents in every scenario")
-    if count_failures:
+    if t.count_failures:
         print("bench: COUNTS CHECK FAILED", file=sys.stderr)
     elif expected:
         print("counts check: sequin_upsert returned the expected counts in every scenario")
-    return 1 if content_failures or count_failures else 0
+    return 1 if t.content_failures or t.count_failures else 0
+
+
+def compare(b: Bench) -> int:
+    infos, expected = prepare(b)
+    return report(b, infos, expected, measure(b, expected))
 
 
 ######################################################################################
 # --scale: time per record of (D) at growing N; peak memory of the backend
 ######################################################################################
-def proc_field(field: str) -> str:
+def proc_field(name: str) -> str:
     """SQL expression: a field of the backend's /proc/self/status in kB (NULL if unreadable)."""
-    return (f"(SELECT (regexp_match(pg_read_file('/proc/self/status'), '{field}:\\s+(\\d+)'))[1]"
+    return (f"(SELECT (regexp_match(pg_read_file('/proc/self/status'), '{name}:\\s+(\\d+)'))[1]"
             "::bigint)")
 
 
@@ -660,46 +674,21 @@ def mb(kb: str | int) -> str:
     return f"{int(kb) / 1024:.1f}" if re.fullmatch(r"[0-9]+", kb) else "n/a"
 
 
-def scale(b: Bench) -> int:
-    o = b.o
-    d = METHOD["D"]
-    sizes = [s for s in (10000, 100000, 1000000) if s <= o.scale_max] or [o.scale_max]
-    maxn = sizes[-1]
-    arr_n = min(maxn, 100000)
-    t0 = time.time()
-    log(f"generating {maxn} records (B={o.batch})")
-    b.generate("scale", maxn, "fresh")
-    b.pgs("CREATE TABLE bench.state_scale AS SELECT * FROM stripe.subscriptions WITH NO DATA;\n"
-          "INSERT INTO bench.big SELECT jsonb_agg(record ORDER BY batch_no, pos) FROM bench.records\n"
-          f"  WHERE scenario = 'scale' AND batch_no::bigint * {o.batch} + pos < {arr_n};")
-    copy_file = b.export("records", "scale")
-    log(f"data ready in {elapsed(t0)}s")
-
-    md = [
-        "## sequin_upsert scaling: (D) sequin.sequin_upsert, fresh insert",
-        "",
-        f"B = {o.batch} records per call, median of {o.runs} runs; PostgreSQL {b.server_version()},",
-        b.machine(),
-        b.command_line(),
-        "",
-        "| N | median seconds | µs per record | records/s |",
-        "|---:|---:|---:|---:|",
-    ]
+def scale_times(b: Bench, sizes: list[int], md: list[str]) -> int:
+    """Times (D) on a fresh insert of the first n records for each size; 1 on a failure."""
+    o, status = b.o, 0
     print(f"\n{'N':<10} | {'median seconds':>14} | {'µs per record':>13} | {'records/s':>10}")
-    status = 0
     for n in sizes:
-        nb = (n + o.batch - 1) // o.batch
         times = []
         for _ in range(o.runs):
             try:
-                r = b.run_once("scale", d, nb, checks=False)
+                r = b.run_once("scale", METHOD["D"], -(-n // o.batch), checks=False)
             except BenchError as e:
                 print(f"ERROR: (D) at N={n} failed:\n{e}", file=sys.stderr)
                 status = 1
                 break
             times.append(r.seconds)
-            want = f"inserted={n} updated=0 deleted=0 skipped=0"
-            if r.counts != want:
+            if r.counts != f"inserted={n} updated=0 deleted=0 skipped=0":
                 print(f"COUNTS MISMATCH at N={n}: sequin_upsert returned {r.counts}, expected "
                       f"inserted={n}", file=sys.stderr)
                 status = 1
@@ -713,16 +702,18 @@ def scale(b: Bench) -> int:
             us, rps = f"{med * 1e6 / n:.2f}", f"{n / med:.0f}"
             print(f"{n:<10} | {med:14.3f} | {us:>13} | {rps:>10}")
             md.append(f"| {n} | {med:.3f} | {us} | {rps} |")
+    return status
 
-    # Memory. Peak RSS (VmHWM) is read by the backend itself from /proc/self/status
-    # (pg_read_file, superuser); it includes the shared buffers the backend touched
-    # (RssShmem, up to shared_buffers). The backend's private memory (RssAnon) has no
-    # peak counter: it is sampled from here every 20 ms when /proc/<pid> is readable.
-    def mem_probe(name: str, cmd: str) -> None:
-        nonlocal status
-        pidf, outf, errf = b.work / "pid", b.work / "mem.out", b.work / "err"
-        pidf.unlink(missing_ok=True)
-        script = f"""SET sequin.batch_size = {o.batch};
+
+def mem_probe(b: Bench, name: str, cmd: str, md: list[str]) -> int:
+    """The backend's memory around one psql command; 1 if it failed. Peak RSS (VmHWM) is
+    read by the backend itself from /proc/self/status (pg_read_file, superuser); it includes
+    the shared buffers the backend touched (RssShmem, up to shared_buffers). The backend's
+    private memory (RssAnon) has no peak counter: it is sampled from here every 20 ms when
+    /proc/<pid> is readable."""
+    pidf, outf, errf = b.work / "pid", b.work / "mem.out", b.work / "err"
+    pidf.unlink(missing_ok=True)
+    script = f"""SET sequin.batch_size = {b.o.batch};
 SELECT bench.reset('scale') \\g /dev/null
 CHECKPOINT;
 SELECT count(*) FROM sequin.sequin_upsert('[]') \\g /dev/null
@@ -738,39 +729,68 @@ SELECT {proc_field('VmHWM')} AS hwm1, {proc_field('RssAnon')} AS anon1,
 SELECT 'ROWS ' || count(*) FROM stripe.subscriptions;
 SELECT 'STAGING ' || count(*) FROM sequin.staging;
 """
-        with open(outf, "w") as out, open(errf, "w") as err:
-            p = subprocess.Popen([f"{PGBIN}/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                                  "-d", o.db], stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                 text=True)
-            p.stdin.write(script)
-            p.stdin.close()
-            peak, pid = 0, ""
-            while p.poll() is None:
-                try:
-                    if not pid and pidf.exists():
-                        pid = (pidf.read_text().splitlines() or [""])[0].strip()
-                    if pid:
-                        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                            if line.startswith("RssAnon:"):
-                                peak = max(peak, int(line.split()[1]))
-                except (OSError, ValueError):
-                    pass
-                time.sleep(0.02)
-        if p.returncode:
-            print(f"ERROR: memory probe '{name}' failed:\n{errf.read_text()}", file=sys.stderr)
-            status = 1
-            return
-        text = outf.read_text()
-        mem = re.search(r"^MEM (.*)$", text, re.M).group(1).split(" ")
-        mem += [""] * (5 - len(mem))
-        hwm0, anon0, hwm1, _, shm1 = mem[:5]
-        rows = re.search(r"^ROWS (.*)$", text, re.M).group(1)
-        staged = re.search(r"^STAGING (.*)$", text, re.M).group(1)
-        speak = mb(peak) if peak > 0 else "n/a"
-        print(f"{name:<46} | {mb(hwm0):>8} | {mb(hwm1):>9} | {mb(shm1):>9} | {mb(anon0):>9} | "
-              f"{speak:>9} | {rows} rows, {staged} left in staging")
-        md.append(f"| {name} | {mb(hwm0)} | {mb(hwm1)} | {mb(shm1)} | {mb(anon0)} | {speak} | "
-                  f"{rows} rows, {staged} in staging |")
+    with open(outf, "w") as out, open(errf, "w") as err:
+        p = subprocess.Popen([f"{PGBIN}/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                              "-d", b.o.db], stdin=subprocess.PIPE, stdout=out, stderr=err,
+                             text=True)
+        p.stdin.write(script)
+        p.stdin.close()
+        peak, pid = 0, ""
+        while p.poll() is None:
+            try:
+                if not pid and pidf.exists():
+                    pid = (pidf.read_text().splitlines() or [""])[0].strip()
+                if pid:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("RssAnon:"):
+                            peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+    if p.returncode:
+        print(f"ERROR: memory probe '{name}' failed:\n{errf.read_text()}", file=sys.stderr)
+        return 1
+    text = outf.read_text()
+    hwm0, anon0, hwm1, _, shm1 = (re.search(r"^MEM (.*)$", text, re.M).group(1).split(" ")
+                                  + [""] * 5)[:5]
+    rows = re.search(r"^ROWS (.*)$", text, re.M).group(1)
+    staged = re.search(r"^STAGING (.*)$", text, re.M).group(1)
+    speak = mb(peak) if peak > 0 else "n/a"
+    print(f"{name:<46} | {mb(hwm0):>8} | {mb(hwm1):>9} | {mb(shm1):>9} | {mb(anon0):>9} | "
+          f"{speak:>9} | {rows} rows, {staged} left in staging")
+    md.append(f"| {name} | {mb(hwm0)} | {mb(hwm1)} | {mb(shm1)} | {mb(anon0)} | {speak} | "
+              f"{rows} rows, {staged} in staging |")
+    return 0
+
+
+def scale(b: Bench) -> int:
+    """--scale: the times of (D) at growing N, then the memory probes; writes scale.md."""
+    o = b.o
+    sizes = [s for s in (10000, 100000, 1000000) if s <= o.scale_max] or [o.scale_max]
+    maxn = sizes[-1]
+    arr_n = min(maxn, 100000)
+    t0 = time.time()
+    log(f"generating {maxn} records (B={o.batch})")
+    b.generate("scale", maxn, "fresh")
+    b.pgs("CREATE TABLE bench.state_scale AS SELECT * FROM stripe.subscriptions WITH NO DATA;\n"
+          "INSERT INTO bench.big SELECT jsonb_agg(record ORDER BY batch_no, pos)\n"
+          "  FROM bench.records\n"
+          f"  WHERE scenario = 'scale' AND batch_no::bigint * {o.batch} + pos < {arr_n};")
+    copy_file = b.export("records", "scale")
+    log(f"data ready in {elapsed(t0)}s")
+
+    md = [
+        "## sequin_upsert scaling: (D) sequin.sequin_upsert, fresh insert",
+        "",
+        f"B = {o.batch} records per call, median of {o.runs} runs; "
+        f"PostgreSQL {b.server_version()},",
+        b.machine(),
+        b.command_line(),
+        "",
+        "| N | median seconds | µs per record | records/s |",
+        "|---:|---:|---:|---:|",
+    ]
+    status = scale_times(b, sizes, md)
 
     arr_mb = b.pgs("SELECT round(pg_column_size(records) / 1048576.0, 1) FROM bench.big")
     copy_mb = f"{copy_file.stat().st_size / 1048576:.1f}"
@@ -782,18 +802,22 @@ SELECT 'STAGING ' || count(*) FROM sequin.staging;
         "RssAnon = its private memory (peak sampled every 20 ms from /proc/<pid>/status).",
         f"The {arr_n}-record array is {arr_mb} MB of jsonb; the COPY input is {copy_mb} MB.",
         "",
-        "| what | VmHWM before | VmHWM after | RssShmem after | RssAnon before | peak RssAnon | result |",
+        "| what | VmHWM before | VmHWM after | RssShmem after | RssAnon before | peak RssAnon "
+        "| result |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     print(f"\nBackend memory in MB (array: {arr_mb} MB of jsonb, COPY input: {copy_mb} MB)")
     print(f"{'what':<46} | {'VmHWM0':>8} | {'VmHWM':>9} | {'RssShmem':>9} | {'RssAnon0':>9} | "
           f"{'peakAnon':>9} | result")
-    mem_probe(f"(D) sequin_upsert, one {arr_n}-record array",
-              "SELECT * FROM sequin.sequin_upsert((SELECT records FROM bench.big)) \\g /dev/null")
-    mem_probe(f"(A) expert SQL, one {arr_n}-record array",
-              "SELECT bench.upsert_expert((SELECT records FROM bench.big)) \\g /dev/null")
-    mem_probe(f"(E) COPY of {maxn} rows into sequin.staging",
-              f"\\copy sequin.staging(record) FROM '{copy_file}'")
+    for name, cmd in [
+        (f"(D) sequin_upsert, one {arr_n}-record array",
+         "SELECT * FROM sequin.sequin_upsert((SELECT records FROM bench.big)) \\g /dev/null"),
+        (f"(A) expert SQL, one {arr_n}-record array",
+         "SELECT bench.upsert_expert((SELECT records FROM bench.big)) \\g /dev/null"),
+        (f"(E) COPY of {maxn} rows into sequin.staging",
+         f"\\copy sequin.staging(record) FROM '{copy_file}'"),
+    ]:
+        status |= mem_probe(b, name, cmd, md)
     w = b.so_changed_warning()
     if w:
         print(w, file=sys.stderr)
