@@ -1,5 +1,7 @@
--- sequin_upsert benchmark: schema, target table, mapping, data generator and the
--- competing methods. Run by bench/run in a fresh database (psql -v ON_ERROR_STOP=1).
+-- sequin_upsert benchmark: schema, target table, mapping, the data every scenario shares,
+-- the driver and the contents check. Run by bench/run in a fresh database (psql -v
+-- ON_ERROR_STOP=1), before bench/sql/scenarios/*.sql (one generator per scenario) and
+-- bench/sql/methods/*.sql (what each method needs).
 SET client_min_messages = warning;
 
 CREATE EXTENSION IF NOT EXISTS sequin_upsert;
@@ -42,10 +44,6 @@ CREATE TABLE bench.batches (
   PRIMARY KEY (scenario, batch_no));
 -- Out of line but uncompressed: reading a batch costs no decompression inside a method.
 ALTER TABLE bench.batches ALTER COLUMN records SET STORAGE EXTERNAL;
-
--- (C) floor for (E): the records COPY'd as JSON text into a jsonb column, nothing applied.
--- Unlogged: (E) writes no row of a record that applies, so this floor writes no WAL either.
-CREATE UNLOGGED TABLE bench.parsed (record jsonb NOT NULL);
 
 -- One big array for the memory measurement of --scale.
 CREATE TABLE bench.big (records jsonb NOT NULL);
@@ -110,70 +108,18 @@ LANGUAGE sql IMMUTABLE AS $$
             WHEN right(t.id, 1) IN ('0', '5') THEN '{}'::jsonb
             ELSE '{"deleted": false}'::jsonb END $$;
 
--- Generates one scenario's typed rows (then records and batches, see bench.materialize).
---   fresh:  ids 1..n at version 1
---   update: ids 1..n at version 2 (every record newer)
---   replay: the update records again (all stale)
---   mix:    per batch, dup_pct % of the records repeat an id of the same batch with another
---           version (lower or higher); among the rest del_pct % (of the batch) are deletes and
---           stale_pct % are older than the stored row; ids n/2+1.. so half of the batch
---           updates stored rows and half inserts new ones. A duplicated id is never deleted.
---   scale:  like fresh (for --scale)
+-- Generates one scenario's typed rows (then records and batches, see bench.materialize)
+-- with bench.gen_<generator> (default: the scenario's name), defined in
+-- bench/sql/scenarios/<generator>.sql. --scale uses the scenario 'scale', generator 'fresh'.
 CREATE FUNCTION bench.generate(scen text, n int, b int,
                                dup_pct numeric DEFAULT 10, del_pct numeric DEFAULT 5,
-                               stale_pct numeric DEFAULT 0)
+                               stale_pct numeric DEFAULT 0, generator text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   DELETE FROM bench.typed WHERE scenario = scen;
-  IF scen IN ('fresh', 'scale', 'update', 'replay') THEN
-    INSERT INTO bench.typed
-    SELECT t.*
-    FROM generate_series(1, n) k,
-         LATERAL bench.typed_row(scen, ((k - 1) / b)::int, ((k - 1) % b)::int, k,
-                                 CASE WHEN scen IN ('fresh', 'scale') THEN 1 ELSE 2 END,
-                                 false,
-                                 CASE WHEN scen IN ('fresh', 'scale') THEN 1 ELSE 2 END) t;
-  ELSIF scen = 'mix' THEN
-    INSERT INTO bench.typed
-    WITH slots AS (
-      SELECT k, k / b AS bno, k % b AS p,
-             least(b, n - (k / b) * b) AS sz
-      FROM generate_series(0, n - 1) k
-    ), classed AS (
-      SELECT s.*, floor(sz * dup_pct / 100)::int AS d_cnt FROM slots s
-    ), rows AS (
-      SELECT bno, k,
-        CASE WHEN p < sz - d_cnt THEN
-               -- a unique id: slot j = p
-               (n / 2 + bno * b + p + 1)::bigint
-             ELSE
-               -- a duplicate of unique slot j = p - (sz - d_cnt) (< d_cnt: never a delete)
-               (n / 2 + bno * b + (p - (sz - d_cnt)) + 1)::bigint
-        END AS i,
-        CASE WHEN p >= sz - d_cnt THEN
-               CASE WHEN (p - (sz - d_cnt)) % 2 = 0 THEN 2 ELSE 4 END
-             WHEN p < d_cnt THEN 3
-             -- the remaining pool: sz - 2 * d_cnt slots, r uniform over 0..99
-             WHEN (((bno * b + p) * 37) % 100) * (sz - 2 * d_cnt)
-                  < del_pct * sz THEN 3
-             WHEN (((bno * b + p) * 37) % 100) * (sz - 2 * d_cnt)
-                  < (del_pct + stale_pct) * sz THEN 0
-             ELSE 3
-        END AS v,
-        p >= d_cnt AND p < sz - d_cnt
-          AND (((bno * b + p) * 37) % 100) * (sz - 2 * d_cnt) < del_pct * sz AS del
-      FROM classed
-    )
-    SELECT t.*
-    FROM (SELECT rows.*,
-                 row_number() OVER (PARTITION BY bno ORDER BY md5(k::text)) - 1 AS newpos
-          FROM rows) s,
-         -- The duplicates of an id share its upstream_id: whether a new row gets the
-         -- one of its lowest or its highest version is left out of the comparison.
-         LATERAL bench.typed_row(scen, s.bno::int, s.newpos::int, s.i, s.v, s.del, 3) t;
-  ELSE
-    RAISE EXCEPTION 'unknown scenario %', scen;
-  END IF;
+  EXECUTE format('INSERT INTO bench.typed SELECT * FROM bench.%I($1, $2, $3, $4, $5, $6)',
+                 'gen_' || coalesce(generator, scen))
+    USING scen, n, b, dup_pct, del_pct, stale_pct;
 END $$;
 
 -- Records and batches of a scenario from its typed rows.
@@ -189,209 +135,8 @@ BEGIN
     FROM bench.records WHERE scenario = scen GROUP BY batch_no;
 END $$;
 
-------------------------------------------------------------------------------------------
--- The methods. Each applies one batch and leaves the same contents as sequin_upsert.
-------------------------------------------------------------------------------------------
-
--- (A) The expert's hand-written set-based SQL: one statement per jsonb array batch;
---     in-batch duplicates removed first (highest version wins), deletes guarded by version.
---     In PL/pgSQL rather than LANGUAGE sql so that its plan is prepared once per session
---     (as a driver's prepared statement would be): about 5-10 % faster.
-CREATE FUNCTION bench.upsert_expert(batch jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  WITH recs AS (
-    SELECT DISTINCT ON (r->>'id') r
-    FROM jsonb_array_elements(batch) AS r
-    ORDER BY r->>'id', (r->>'updated_idx')::bigint DESC
-  ), del AS (
-    DELETE FROM stripe.subscriptions AS t
-    USING recs
-    WHERE (recs.r->>'deleted')::boolean
-      AND t.id = recs.r->>'id'
-      AND (t.updated_idx IS NULL OR t.updated_idx < (recs.r->>'updated_idx')::bigint)
-  )
-  INSERT INTO stripe.subscriptions AS t
-    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
-     upstream_created_at, upstream_updated_at, updated_at)
-  SELECT r->>'id', r->>'upstream_id', r->'data'->>'stripe_customer_id', r->'data'->>'plan_id',
-         (r->'data'->>'quantity')::int, r->>'id', (r->>'updated_idx')::bigint,
-         (r->>'upstream_created_at')::timestamptz AT TIME ZONE 'UTC',
-         (r->>'upstream_updated_at')::timestamptz AT TIME ZONE 'UTC',
-         now() AT TIME ZONE 'UTC'
-  FROM recs
-  WHERE NOT coalesce((r->>'deleted')::boolean, false)
-  ON CONFLICT (id) DO UPDATE SET
-    customer_id = EXCLUDED.customer_id, plan_id = EXCLUDED.plan_id,
-    quantity = EXCLUDED.quantity, internal_id = EXCLUDED.internal_id,
-    updated_idx = EXCLUDED.updated_idx,
-    upstream_created_at = EXCLUDED.upstream_created_at,
-    upstream_updated_at = EXCLUDED.upstream_updated_at,
-    updated_at = EXCLUDED.updated_at
-  WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx;
-END $$;
-
--- (A') The same statement with the records unpacked by jsonb_to_recordset (the top-level
---      fields parsed once per record instead of one ->> look-up per field).
-CREATE FUNCTION bench.upsert_expert_recordset(batch jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  WITH recs AS (
-    SELECT DISTINCT ON (x.id) x.*
-    FROM jsonb_to_recordset(batch) AS x(id text, upstream_id text, data jsonb, deleted boolean,
-         updated_idx bigint, upstream_created_at timestamptz, upstream_updated_at timestamptz)
-    ORDER BY x.id, x.updated_idx DESC
-  ), del AS (
-    DELETE FROM stripe.subscriptions AS t
-    USING recs
-    WHERE recs.deleted AND t.id = recs.id
-      AND (t.updated_idx IS NULL OR t.updated_idx < recs.updated_idx)
-  )
-  INSERT INTO stripe.subscriptions AS t
-    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
-     upstream_created_at, upstream_updated_at, updated_at)
-  SELECT id, upstream_id, data->>'stripe_customer_id', data->>'plan_id',
-         (data->>'quantity')::int, id, updated_idx,
-         upstream_created_at AT TIME ZONE 'UTC', upstream_updated_at AT TIME ZONE 'UTC',
-         now() AT TIME ZONE 'UTC'
-  FROM recs
-  WHERE NOT coalesce(deleted, false)
-  ON CONFLICT (id) DO UPDATE SET
-    customer_id = EXCLUDED.customer_id, plan_id = EXCLUDED.plan_id,
-    quantity = EXCLUDED.quantity, internal_id = EXCLUDED.internal_id,
-    updated_idx = EXCLUDED.updated_idx,
-    upstream_created_at = EXCLUDED.upstream_created_at,
-    upstream_updated_at = EXCLUDED.upstream_updated_at,
-    updated_at = EXCLUDED.updated_at
-  WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx;
-END $$;
-
--- (B) What most users write: a PL/pgSQL loop, one dynamic EXECUTE ... USING per record.
-CREATE FUNCTION bench.upsert_record(r jsonb, target regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF coalesce((r->>'deleted')::boolean, false) THEN
-    EXECUTE format('DELETE FROM %s WHERE id = $1 AND (updated_idx IS NULL OR updated_idx < $2)',
-                   target)
-      USING r->>'id', (r->>'updated_idx')::bigint;
-  ELSE
-    EXECUTE format(
-      'INSERT INTO %s AS t (id, upstream_id, customer_id, plan_id, quantity, internal_id,'
-      ' updated_idx, upstream_created_at, upstream_updated_at, updated_at)'
-      ' VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)'
-      ' ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id,'
-      ' plan_id = EXCLUDED.plan_id, quantity = EXCLUDED.quantity,'
-      ' internal_id = EXCLUDED.internal_id, updated_idx = EXCLUDED.updated_idx,'
-      ' upstream_created_at = EXCLUDED.upstream_created_at,'
-      ' upstream_updated_at = EXCLUDED.upstream_updated_at, updated_at = EXCLUDED.updated_at'
-      ' WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx', target)
-      USING r->>'id', r->>'upstream_id', r->'data'->>'stripe_customer_id',
-            r->'data'->>'plan_id', (r->'data'->>'quantity')::int, r->>'id',
-            (r->>'updated_idx')::bigint,
-            (r->>'upstream_created_at')::timestamptz AT TIME ZONE 'UTC',
-            (r->>'upstream_updated_at')::timestamptz AT TIME ZONE 'UTC',
-            now() AT TIME ZONE 'UTC';
-  END IF;
-END $$;
-
-CREATE FUNCTION bench.upsert_per_record(batch jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE r jsonb;
-BEGIN
-  FOR r IN SELECT value FROM jsonb_array_elements(batch) LOOP
-    PERFORM bench.upsert_record(r, 'stripe.subscriptions');
-  END LOOP;
-END $$;
-
--- (C) Floor: the same rows already typed in a table; the statement of (A) minus the JSON.
-CREATE FUNCTION bench.upsert_typed(scen text, bno int) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  WITH recs AS (
-    SELECT DISTINCT ON (id) *
-    FROM bench.typed
-    WHERE scenario = scen AND batch_no = bno
-    ORDER BY id, updated_idx DESC
-  ), del AS (
-    DELETE FROM stripe.subscriptions AS t
-    USING recs
-    WHERE recs.deleted AND t.id = recs.id
-      AND (t.updated_idx IS NULL OR t.updated_idx < recs.updated_idx)
-  )
-  INSERT INTO stripe.subscriptions AS t
-    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
-     upstream_created_at, upstream_updated_at, updated_at)
-  SELECT id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
-         upstream_created_at, upstream_updated_at, now() AT TIME ZONE 'UTC'
-  FROM recs
-  WHERE NOT deleted
-  ON CONFLICT (id) DO UPDATE SET
-    customer_id = EXCLUDED.customer_id, plan_id = EXCLUDED.plan_id,
-    quantity = EXCLUDED.quantity, internal_id = EXCLUDED.internal_id,
-    updated_idx = EXCLUDED.updated_idx,
-    upstream_created_at = EXCLUDED.upstream_created_at,
-    upstream_updated_at = EXCLUDED.upstream_updated_at,
-    updated_at = EXCLUDED.updated_at
-  WHERE t.updated_idx IS NULL OR t.updated_idx < EXCLUDED.updated_idx;
-END $$;
-
--- (C) Floor for the fresh insert: typed rows, plain INSERT into the empty table.
-CREATE FUNCTION bench.insert_typed(scen text, bno int) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO stripe.subscriptions
-    (id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
-     upstream_created_at, upstream_updated_at, updated_at)
-  SELECT id, upstream_id, customer_id, plan_id, quantity, internal_id, updated_idx,
-         upstream_created_at, upstream_updated_at, now() AT TIME ZONE 'UTC'
-  FROM bench.typed
-  WHERE scenario = scen AND batch_no = bno;
-END $$;
-
-------------------------------------------------------------------------------------------
--- Driver: applies a scenario's batches in order with one method, one transaction per batch,
--- and returns the time spent in the method calls and commits (measured in the server).
-------------------------------------------------------------------------------------------
-CREATE PROCEDURE bench.run(method text, scen text, max_batches int,
-                           INOUT seconds float8 DEFAULT NULL, INOUT counts text DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-  nb int;
-  bno int;
-  recs jsonb;
-  t0 timestamptz;
-  total interval := interval '0';
-  c record;
-  ins bigint := 0; upd bigint := 0; del bigint := 0; skp bigint := 0;
-BEGIN
-  SELECT count(*) INTO nb FROM bench.batches
-    WHERE scenario = scen AND (max_batches IS NULL OR batch_no < max_batches);
-  FOR bno IN 0 .. nb - 1 LOOP
-    IF method IN ('A', 'A2', 'B', 'D') THEN
-      -- In a procedure the value is detoasted here, outside the timed part.
-      SELECT b.records INTO recs FROM bench.batches b WHERE scenario = scen AND batch_no = bno;
-    END IF;
-    t0 := clock_timestamp();
-    CASE method
-      WHEN 'A' THEN PERFORM bench.upsert_expert(recs);
-      WHEN 'A2' THEN PERFORM bench.upsert_expert_recordset(recs);
-      WHEN 'B' THEN PERFORM bench.upsert_per_record(recs);
-      WHEN 'C' THEN PERFORM bench.upsert_typed(scen, bno);
-      WHEN 'C_insert' THEN PERFORM bench.insert_typed(scen, bno);
-      WHEN 'D' THEN
-        SELECT * INTO c FROM sequin.sequin_upsert(recs);
-        ins := ins + c.inserted; upd := upd + c.updated;
-        del := del + c.deleted; skp := skp + c.skipped;
-      ELSE RAISE EXCEPTION 'unknown method %', method;
-    END CASE;
-    COMMIT;
-    total := total + (clock_timestamp() - t0);
-  END LOOP;
-  seconds := extract(epoch FROM total);
-  counts := CASE WHEN method = 'D'
-                 THEN format('inserted=%s updated=%s deleted=%s skipped=%s', ins, upd, del, skp)
-                 ELSE '' END;
-END $$;
+-- The driver, bench.run(method, scenario, max_batches) => (seconds, counts), is created by
+-- bench/bench.py from its table of methods (run_procedure_sql).
 
 ------------------------------------------------------------------------------------------
 -- Resetting the target to a scenario's starting state, and checking the contents.
@@ -440,4 +185,49 @@ BEGIN
       ORDER BY coalesce(e.id, a.id) COLLATE "C" LIMIT 5) d $q$, 'expected_' || scen) INTO diff;
   RETURN format(E'MISMATCH: %s rows, checksum %s; reference (%s): %s rows, checksum %s\n%s',
                 n, sum, ref.method, ref.row_count, ref.checksum, coalesce(diff, ''));
+END $$;
+
+-- The counts that sequin_upsert (or any method returning (inserted, updated, deleted,
+-- skipped)) must return for a scenario applied batch by batch (one call per batch) to its
+-- starting table, derived from the records and the SPEC's rules, as 'inserted=..
+-- updated=.. deleted=.. skipped=..'. Every record counts once. Of the records of one id in
+-- one batch, those superseded by a higher version count as skipped; the highest applies only
+-- if it is newer (updated_idx) than the stored row or than the tombstone an earlier delete
+-- left, else it is skipped. A delete that applies counts as deleted if the row was stored,
+-- else as skipped (it leaves a tombstone).
+CREATE FUNCTION bench.expected_counts(scen text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  cur_id text;
+  cur_batch int;
+  present boolean;
+  ver bigint;
+  ins bigint := 0; upd bigint := 0; del bigint := 0; skp bigint := 0;
+BEGIN
+  FOR r IN EXECUTE format($q$
+      SELECT t.id, t.batch_no, t.updated_idx AS v, t.deleted,
+             s.id IS NOT NULL AS stored, s.updated_idx AS stored_v
+      FROM bench.typed t LEFT JOIN bench.%I s ON s.id = t.id
+      WHERE t.scenario = $1
+      ORDER BY t.id, t.batch_no, t.updated_idx DESC, t.pos DESC $q$, 'state_' || scen) USING scen
+  LOOP
+    IF cur_id IS DISTINCT FROM r.id THEN
+      -- bench.reset empties sequin.tombstones: only the stored row counts at the start.
+      cur_id := r.id; cur_batch := NULL; present := r.stored; ver := r.stored_v;
+    END IF;
+    IF cur_batch IS NOT DISTINCT FROM r.batch_no THEN
+      skp := skp + 1;  -- superseded in its batch
+    ELSIF ver IS NOT NULL AND r.v <= ver THEN
+      skp := skp + 1;  -- stale
+    ELSIF r.deleted THEN
+      IF present THEN del := del + 1; ELSE skp := skp + 1; END IF;
+      present := false; ver := r.v;
+    ELSIF present THEN
+      upd := upd + 1; ver := r.v;
+    ELSE
+      ins := ins + 1; present := true; ver := r.v;
+    END IF;
+    cur_batch := r.batch_no;
+  END LOOP;
+  RETURN format('inserted=%s updated=%s deleted=%s skipped=%s', ins, upd, del, skp);
 END $$;

@@ -1,0 +1,13 @@
+-- Benchmark scenario update. Loaded by bench/run after setup.sql; its entry in
+-- bench/bench.py (SCENARIOS) gives its label, its starting table and its expected counts.
+-- bench.gen_update returns the typed rows of the scenario (see bench.generate in setup.sql).
+
+-- Ids 1..n at version 2: every record is newer than the row the fresh insert stored, with
+-- other values (upstream_id included, so keep_on_conflict shows in the contents).
+CREATE FUNCTION bench.gen_update(scen text, n int, b int,
+                                 dup_pct numeric, del_pct numeric, stale_pct numeric)
+RETURNS SETOF bench.typed LANGUAGE sql AS $$
+  SELECT t.*
+  FROM generate_series(1, n) k,
+       LATERAL bench.typed_row(scen, ((k - 1) / b)::int, ((k - 1) % b)::int, k, 2, false, 2) t
+$$;
