@@ -4,6 +4,7 @@
 // listed in chunk.hpp. C-shaped server code.
 #include "apply/apply_records.hpp"
 #include "apply/chunk.hpp"
+#include "apply/tombstones.hpp"
 #include "apply/write_isolation.hpp"
 #include "mapping/mapping_cache.hpp"
 #include "pg/json_path.hpp"
@@ -39,6 +40,7 @@ void apply_chunk(Chunk *chunk) {
     chunk->state = static_cast<uint8 *>(palloc0(count));
     chunk->stored = static_cast<bool *>(palloc0(count));
     chunk->stored_older = static_cast<bool *>(palloc0(count));
+    chunk->removed = static_cast<bool *>(palloc0(count));
     chunk->keys = static_cast<RecordKey *>(palloc0(sizeof(RecordKey) * count));
     int *scratch = static_cast<int *>(palloc(sizeof(int) * count));
     initStringInfo(&chunk->key_scratch);
@@ -52,6 +54,16 @@ void apply_chunk(Chunk *chunk) {
     apply_with_strategy(chunk, scratch);
 }
 
+// The mapping of a group, its tombstones checked once per compilation.
+CompiledMapping *pin_checked_mapping(const Group &group, const CallSettings &call) {
+    CompiledMapping *mapping = pin_mapping(group.collection, group.collection_len);
+    if (mapping->order_column >= 0 && !mapping->tombstone_types_checked) {
+        check_tombstone_types(mapping, call.bookkeeping_owner);
+        mapping->tombstone_types_checked = true;
+    }
+    return mapping;
+}
+
 // The mapping of a group; NULL when it has none (Isolate: its records failed).
 CompiledMapping *group_mapping(const Group &group, const InputRecord *records,
                                const CallSettings &call) {
@@ -59,7 +71,7 @@ CompiledMapping *group_mapping(const Group &group, const InputRecord *records,
     if (call.mode == ApplyMode::Atomic) {
         MemoryContext context = CurrentMemoryContext;
         PG_TRY();
-        { mapping = pin_mapping(group.collection, group.collection_len); }
+        { mapping = pin_checked_mapping(group, call); }
         PG_CATCH();
         {
             MemoryContextSwitchTo(context);
@@ -70,8 +82,7 @@ CompiledMapping *group_mapping(const Group &group, const InputRecord *records,
         PG_END_TRY();
         return mapping;
     }
-    ErrorData *error = try_in_subtransaction(
-        [&] { mapping = pin_mapping(group.collection, group.collection_len); });
+    ErrorData *error = try_in_subtransaction([&] { mapping = pin_checked_mapping(group, call); });
     if (error) {
         for (int i = 0; i < group.count; i++)
             fail_record(records[group.members[i]], nullptr, error, call);

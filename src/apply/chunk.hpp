@@ -3,7 +3,8 @@
 // (apply/*.cpp) share it; this header declares them in the order they run:
 //   chunk_conversion  record -> upsert or delete, key, version; then the other values
 //   duplicate_keys    one record per key (the newest); key order for writes
-//   stored_lookup     stored versions and tombstones of the chunk's keys: stale is skipped
+//   stored_lookup     stored versions of the chunk's keys: stale is skipped
+//   tombstones        deleted keys: a late record is skipped; deletes leave tombstones
 //   chunk_writes      INSERT / UPDATE / DELETE with one array per column
 //   write_strategy    which of those run first, from what the last chunk was like
 //   write_isolation   subtransactions: a failing record is found and reported or raised
@@ -35,8 +36,8 @@ struct CallSettings {
     Oid bookkeeping_owner; // owner of the extension's tables (tombstones)
 };
 
-// A record's key as bytes (its typed values' binary forms), to find duplicates and to
-// write in one order.
+// A record's key: its typed values' binary forms (the order in which rows are written),
+// and a hash that agrees with the unique index's equality (duplicates, tombstones).
 struct RecordKey {
     char *bytes;
     int length;
@@ -55,6 +56,7 @@ struct Chunk {
     uint8 *state;       // RecordState
     bool *stored;       // a row with its key is stored
     bool *stored_older; // ... with an older version (or none): the record is newer
+    bool *removed;      // a delete that removed a row
     RecordKey *keys;
     // Conversion's working state. next and column live in memory, not in locals, so that
     // they are right after a longjmp out of a conversion.
@@ -95,6 +97,11 @@ void convert_chunk(Chunk *chunk, RecordStep step);
 // Several records of one key: the newest stays (array order without an order column), the
 // others are skipped, as if applied one by one.
 void keep_newest_per_key(Chunk *chunk);
+// The hash of key column k's value, agreeing with the unique index's equality (0 when no
+// hash agrees with it); a key's hash combines its columns' with hash_combine.
+uint32 key_column_hash(CompiledMapping *mapping, int k, Datum value);
+// Are the key values in a and b (rows of column_count values) equal for the unique index?
+bool keys_equal(Chunk *chunk, const Datum *a, const Datum *b);
 // Sorts records (chunk indexes) by key: concurrent writers then lock shared keys in the
 // same order.
 void sort_by_key(Chunk *chunk, int *records, int count);
@@ -109,10 +116,9 @@ bool is_new_upsert(const Chunk *chunk, int record);
 int select_records(const Chunk *chunk, int *records, RecordFilter wanted);
 // Marks which wanted records' keys are stored, and skips those that are stale.
 void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted);
-// Has anything of this collection ever been deleted? One probe instead of one per key.
-bool collection_has_tombstones(Chunk *chunk);
-// Skips new keys whose tombstone is as new as the record or newer.
-void skip_tombstoned(Chunk *chunk, int *scratch);
+// Looks up the first record still to upsert alone: is its key stored? (A chunk of new keys
+// says no; a replay says yes, before anything is written.)
+bool first_upsert_is_stored(Chunk *chunk);
 
 // ---- chunk_writes.cpp
 enum WriteKind {

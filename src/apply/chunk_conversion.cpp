@@ -15,7 +15,8 @@ namespace sequin {
 
 namespace {
 
-// Appends a key column's value to key as (length, bytes) of its binary form.
+// Appends a key column's value to key as (length, bytes) of its binary form: the order in
+// which keys are written (any order all sessions share will do).
 void append_key_part(StringInfo key, const ValueType *type, Datum value) {
     const char *bytes;
     int length;
@@ -110,13 +111,17 @@ void convert_identity(Chunk *chunk, int record) {
 
     StringInfo key = &chunk->key_scratch;
     resetStringInfo(key);
-    for (int k : mapping->key_columns)
-        append_key_part(key, mapping->columns[k].type, values[k]);
+    uint32 hash = 0;
+    for (size_t k = 0; k < mapping->key_columns.size(); k++) {
+        int column = mapping->key_columns[k];
+        append_key_part(key, mapping->columns[column].type, values[column]);
+        hash = hash_combine(hash, key_column_hash(mapping, static_cast<int>(k), values[column]));
+    }
     RecordKey &stored_key = chunk->keys[record];
     stored_key.bytes = static_cast<char *>(palloc(key->len));
     memcpy(stored_key.bytes, key->data, key->len);
     stored_key.length = key->len;
-    stored_key.hash = hash_bytes(reinterpret_cast<const unsigned char *>(key->data), key->len);
+    stored_key.hash = hash;
     chunk->state[record] = is_delete ? Delete : Upsert;
 }
 

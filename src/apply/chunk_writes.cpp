@@ -3,6 +3,7 @@
 // deletes by DELETE ... USING (plus their tombstones).
 #include "apply/chunk.hpp"
 #include "apply/statement_params.hpp"
+#include "apply/tombstones.hpp"
 #include "apply/write_isolation.hpp"
 
 extern "C" {
@@ -46,12 +47,20 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
     StatementParams params;
     params_init(&params, chunk);
     if (kind == WriteDelete) {
-        key_params(chunk, &params, records, count, false, mapping->order_column >= 0, false);
+        key_params(chunk, &params, records, count, true, mapping->order_column >= 0, false);
         uint64 deleted = run_statement(chunk, mapping->remove, &params, false);
-        if (mapping->order_column >= 0) { // tombstones for every delete, applied or not
-            key_params(chunk, &params, records, count, false, true, true);
-            run_statement(chunk, mapping->tomb_upsert, &params, true);
+        bool *removed = static_cast<bool *>(palloc0(sizeof(bool) * count));
+        for (uint64 row = 0; row < SPI_processed; row++) { // RETURNING the record number
+            bool isnull;
+            int record = DatumGetInt32(
+                SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+            chunk->removed[record] = true;
         }
+        SPI_freetuptable(SPI_tuptable);
+        for (int i = 0; i < count; i++)
+            removed[i] = chunk->removed[records[i]];
+        // Tombstones for every delete, applied or not (a delete of an absent key too).
+        write_tombstones(chunk, records, count, removed);
         return deleted;
     }
     for (int i = 0; i < chunk->column_count; i++)

@@ -1,5 +1,5 @@
-// Records of one key within a chunk: found by the bytes of their typed key values in an open
-// addressing hash table, so that one statement never meets a key twice (PostgreSQL's "ON
+// Records of one key within a chunk: found by the hash of their typed key values (one that
+// agrees with the unique index's equality) in an open addressing hash table, so that one statement never meets a key twice (PostgreSQL's "ON
 // CONFLICT DO UPDATE command cannot affect row a second time"); and the key order in which
 // rows are written.
 #include "apply/chunk.hpp"
@@ -21,8 +21,15 @@ bool newer_version(Chunk *chunk, int a, int b) {
     return DatumGetInt32(result) > 0;
 }
 
-bool same_key(const RecordKey &a, const RecordKey &b) {
-    return a.hash == b.hash && a.length == b.length && memcmp(a.bytes, b.bytes, a.length) == 0;
+// Equal for the unique index: 1.0 and 1 in a numeric key, 'ABC' and 'abc' under a
+// case-insensitive collation.
+bool same_key(Chunk *chunk, int a, int b) {
+    const RecordKey &key_a = chunk->keys[a], &key_b = chunk->keys[b];
+    if (key_a.hash != key_b.hash)
+        return false;
+    if (key_a.length == key_b.length && memcmp(key_a.bytes, key_b.bytes, key_a.length) == 0)
+        return true;
+    return keys_equal(chunk, row_values(chunk, a), row_values(chunk, b));
 }
 
 int compare_keys(const void *a, const void *b, void *arg) {
@@ -34,6 +41,25 @@ int compare_keys(const void *a, const void *b, void *arg) {
 }
 
 } // namespace
+
+uint32 key_column_hash(CompiledMapping *mapping, int k, Datum value) {
+    KeyEquality &equality = mapping->key_equality[k];
+    if (!OidIsValid(equality.hash.fn_oid))
+        return 0;
+    return DatumGetUInt32(FunctionCall1Coll(&equality.hash, equality.collation, value));
+}
+
+bool keys_equal(Chunk *chunk, const Datum *a, const Datum *b) {
+    CompiledMapping *mapping = chunk->mapping;
+    for (size_t k = 0; k < mapping->key_columns.size(); k++) {
+        int column = mapping->key_columns[k];
+        KeyEquality &equality = mapping->key_equality[k];
+        if (DatumGetInt32(
+                FunctionCall2Coll(&equality.compare, equality.collation, a[column], b[column])) != 0)
+            return false;
+    }
+    return true;
+}
 
 void keep_newest_per_key(Chunk *chunk) {
     int size = 16;
@@ -50,7 +76,7 @@ void keep_newest_per_key(Chunk *chunk) {
                 slots[slot] = record + 1;
                 break;
             }
-            if (same_key(chunk->keys[kept], chunk->keys[record])) {
+            if (same_key(chunk, kept, record)) {
                 // As if applied one by one: the later record wins unless it is not newer.
                 bool later_wins =
                     chunk->mapping->order_column < 0 || newer_version(chunk, record, kept);

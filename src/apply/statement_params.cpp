@@ -12,7 +12,7 @@ extern "C" {
 namespace sequin {
 
 void params_init(StatementParams *params, const Chunk *chunk) {
-    params->capacity = chunk->column_count + 4;
+    params->capacity = chunk->column_count + 10; // the tombstone insert has 9
     params->values = static_cast<Datum *>(palloc(sizeof(Datum) * params->capacity));
     params->nulls = static_cast<char *>(palloc(params->capacity + 1));
     params->count = 0;

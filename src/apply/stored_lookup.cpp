@@ -1,6 +1,5 @@
 // Look-ups before writing: the stored versions of a chunk's keys (a stale record is skipped
-// without writing anything: a replay is read-only), and the tombstones of deleted keys (a
-// late record must not bring a deleted row back).
+// without writing anything: a replay is read-only). Tombstones: apply/tombstones.cpp.
 #include "apply/chunk.hpp"
 #include "apply/statement_params.hpp"
 
@@ -32,14 +31,16 @@ int select_records(const Chunk *chunk, int *records, RecordFilter wanted) {
     return count;
 }
 
-void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted) {
-    int count = select_records(chunk, scratch, wanted);
+namespace {
+
+// Marks which of records' keys are stored, and skips the records that are stale.
+void lookup_records(Chunk *chunk, const int *records, int count) {
     if (count == 0)
         return;
     CompiledMapping *mapping = chunk->mapping;
     StatementParams params;
     params_init(&params, chunk);
-    key_params(chunk, &params, scratch, count, true, mapping->order_column >= 0, false);
+    key_params(chunk, &params, records, count, true, mapping->order_column >= 0, false);
     run_statement(chunk, mapping->lookup, &params, false);
     for (uint64 row = 0; row < SPI_processed; row++) {
         bool isnull;
@@ -51,7 +52,7 @@ void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted) {
     }
     SPI_freetuptable(SPI_tuptable);
     for (int i = 0; i < count; i++) {
-        int record = scratch[i];
+        int record = records[i];
         if (chunk->stored[record] && !chunk->stored_older[record]) { // stale
             chunk->state[record] = Done;
             chunk->call->counts->skipped++;
@@ -59,34 +60,19 @@ void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted) {
     }
 }
 
-bool collection_has_tombstones(Chunk *chunk) {
-    CompiledMapping *mapping = chunk->mapping;
-    if (mapping->order_column < 0)
-        return false;
-    StatementParams params;
-    params_init(&params, chunk);
-    add_param(&params, CStringGetTextDatum(mapping->row.collection_id.c_str()));
-    return run_statement(chunk, mapping->tomb_any, &params, true) > 0;
+} // namespace
+
+void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted) {
+    lookup_records(chunk, scratch, select_records(chunk, scratch, wanted));
 }
 
-void skip_tombstoned(Chunk *chunk, int *scratch) {
-    int count = select_records(chunk, scratch, is_new_upsert);
-    if (count == 0 || !collection_has_tombstones(chunk))
-        return;
-    StatementParams params;
-    params_init(&params, chunk);
-    key_params(chunk, &params, scratch, count, true, true, true);
-    run_statement(chunk, chunk->mapping->tomb_lookup, &params, true);
-    for (uint64 row = 0; row < SPI_processed; row++) {
-        bool isnull;
-        int record = DatumGetInt32(
-            SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+bool first_upsert_is_stored(Chunk *chunk) {
+    for (int record = 0; record < chunk->count; record++)
         if (chunk->state[record] == Upsert) {
-            chunk->state[record] = Done;
-            chunk->call->counts->skipped++;
+            lookup_records(chunk, &record, 1);
+            return chunk->stored[record];
         }
-    }
-    SPI_freetuptable(SPI_tuptable);
+    return false;
 }
 
 } // namespace sequin

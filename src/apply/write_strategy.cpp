@@ -6,13 +6,16 @@
 //   UpdateFirst (the last chunk mostly updated stored keys): one UPDATE for all upserts,
 //     guarded by the version; only the records it did not update are looked up.
 // The two shortcuts skip the tombstone check, so they are used only while the collection
-// has no tombstones; deletes are always looked up first. Every strategy writes the same
+// has no tombstones; deletes are always looked up first. A read-only transaction, and an
+// insert-first chunk whose first key is stored, look up first: a replay writes nothing. Every strategy writes the same
 // rows: the choice is only about speed, so the memory of past chunks is a per-backend hint
 // kept here, keyed by target table and collection, not in the cached mapping.
 #include "apply/chunk.hpp"
+#include "apply/tombstones.hpp"
 #include "apply/write_isolation.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -70,11 +73,23 @@ Strategy choose_strategy(Chunk *chunk, LastChunk last) {
     Strategy strategy = last == LastChunk::NewKeys      ? Strategy::InsertFirst
                         : last == LastChunk::StoredKeys ? Strategy::UpdateFirst
                                                         : Strategy::LookUpFirst;
+    // A write tried first would fail in a read-only transaction, even if nothing is to be
+    // written (a replay).
+    if (XactReadOnly)
+        return Strategy::LookUpFirst;
     if (strategy != Strategy::LookUpFirst) {
         bool has_tombstones = false;
         run_lookups(chunk, [&] { has_tombstones = collection_has_tombstones(chunk); });
         if (has_tombstones)
-            strategy = Strategy::LookUpFirst;
+            return Strategy::LookUpFirst;
+    }
+    // An INSERT tried first takes a transaction id even when it fails: one key is looked
+    // up first, so that a replay (all keys stored) writes nothing.
+    if (strategy == Strategy::InsertFirst) {
+        bool stored = false;
+        run_lookups(chunk, [&] { stored = first_upsert_is_stored(chunk); });
+        if (stored)
+            return Strategy::LookUpFirst;
     }
     return strategy;
 }

@@ -93,8 +93,6 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
     sequin::CompiledMapping *m = sequin::mapping_for(collection);
     const ExplainStep steps[] = {
         {"lookup: stored versions of the batch's keys", "caller", &m->lookup},
-        {"tombstone check: any deletes in this collection at all", "extension owner", &m->tomb_any},
-        {"tombstone lookup: keys deleted at a newer version", "extension owner", &m->tomb_lookup},
         {"update keys stored with an older version (first, when recent chunks were updates)",
          "caller", &m->update_first},
         {"insert or update: new keys, and stored keys the update missed", "caller", &m->upsert},
@@ -102,7 +100,9 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
          &m->insert_plain},
         {"insert new keys, when the plain insert failed", "caller", &m->insert_new},
         {"delete", "caller", &m->remove},
-        {"tombstones for deletes", "extension owner", &m->tomb_upsert},
+        {"tombstones for deletes (looked up in C by (collection_id, key_hash), compared as typed "
+         "values with the caller's rights)",
+         "extension owner", &m->tomb_insert},
     };
     for (const ExplainStep &step : steps) {
         if (step.statement->sql.empty())

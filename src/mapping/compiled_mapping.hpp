@@ -49,6 +49,25 @@ struct PreparedStatement {
     bool join_in_batch_order = false;
 };
 
+// How the target's unique index tells a key column's values apart: its operator family's
+// comparison with the index's collation, and a hash consistent with that equality (for
+// duplicates within a call and the tombstones' look-up key).
+struct KeyEquality {
+    FmgrInfo compare;
+    Oid collation = InvalidOid;
+    FmgrInfo hash; // fn_oid is InvalidOid when no hash agrees with the equality
+};
+
+// A key or order column's values as tombstone text: the base type's output and input
+// functions, run under fixed settings (pg/fixed_settings.hpp).
+struct TombstoneColumn {
+    Oid base_type = InvalidOid;
+    int32 base_typmod = -1;
+    FmgrInfo output;
+    FmgrInfo input;
+    Oid input_ioparam = InvalidOid;
+};
+
 struct CompiledMapping {
     MappingRow row;
     std::string target_name; // quoted, schema-qualified
@@ -64,6 +83,12 @@ struct CompiledMapping {
     int deleted_slot = -1;  // "deleted" in identity_keys
     FmgrInfo order_compare; // btree comparison of the order column's type
     Oid order_collation = InvalidOid;
+    // Per key column (in key_columns' order): its unique index's equality, and its form in
+    // tombstones; then the order column's. Empty when compiled with deferred checks.
+    std::vector<KeyEquality> key_equality;
+    std::vector<TombstoneColumn> tombstone_key;
+    TombstoneColumn tombstone_version;
+    bool tombstone_types_checked = false; // tombstones of other column types looked for
 
     // The applier's statements (see statement_builder.cpp for their shapes).
     PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)
@@ -72,13 +97,10 @@ struct CompiledMapping {
     PreparedStatement insert_new;   // INSERT ... ON CONFLICT DO NOTHING, keys believed new
     PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
     PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
-    PreparedStatement tomb_any;     // does the collection have tombstones at all (extension owner)
-    PreparedStatement tomb_lookup;  // tombstones newer than a batch (extension owner)
-    PreparedStatement tomb_upsert;  // record tombstones (extension owner)
+    PreparedStatement tomb_insert;  // record tombstones (extension owner; apply/tombstones)
 
-    std::array<PreparedStatement *, 9> statements() {
-        return {&lookup, &upsert,   &update_first, &insert_new, &insert_plain,
-                &remove, &tomb_any, &tomb_lookup,  &tomb_upsert};
+    std::array<PreparedStatement *, 7> statements() {
+        return {&lookup, &upsert, &update_first, &insert_new, &insert_plain, &remove, &tomb_insert};
     }
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches

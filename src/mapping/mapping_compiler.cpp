@@ -10,6 +10,7 @@
 extern "C" {
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "access/nbtree.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -60,6 +61,53 @@ void assign_phase_slots(std::vector<PathStep> &keys, std::vector<MappedColumn *>
                keys.end());
     for (MappedColumn *c : columns)
         c->key_slot = key_slot_of(keys, c->path_steps[0]);
+}
+
+// What makes two keys equal: the backing unique index's operator family and collation,
+// per key column, with a hash that agrees (none: every key hashes alike, which is slower
+// but right).
+void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
+    MemoryContext context = compiled.context;
+    compiled.key_equality.reserve(compiled.key_columns.size());
+    for (int k : compiled.key_columns) {
+        size_t at = std::find(index.keys.begin(), index.keys.end(), compiled.columns[k].attnum) -
+                    index.keys.begin();
+        Oid opfamily = index.opfamilies[at], input_type = index.opcintypes[at];
+        KeyEquality equality;
+        equality.collation = index.collations[at];
+        pg_guard([&] {
+            Oid compare = get_opfamily_proc(opfamily, input_type, input_type, BTORDER_PROC);
+            if (!OidIsValid(compare))
+                elog(ERROR, "operator family %u has no comparison for type %u", opfamily,
+                     input_type);
+            fmgr_info_cxt(compare, &equality.compare, context);
+            Oid equals =
+                get_opfamily_member(opfamily, input_type, input_type, BTEqualStrategyNumber);
+            RegProcedure left_hash = InvalidOid, right_hash = InvalidOid;
+            if (OidIsValid(equals) && get_op_hash_functions(equals, &left_hash, &right_hash) &&
+                left_hash == right_hash)
+                fmgr_info_cxt(left_hash, &equality.hash, context);
+            else
+                equality.hash.fn_oid = InvalidOid;
+        });
+        compiled.key_equality.push_back(equality);
+    }
+}
+
+// A key or order column's tombstone text: its base type's output and input functions.
+TombstoneColumn tombstone_column(const ValueType &type) {
+    TombstoneColumn column;
+    column.base_type = type.base_oid;
+    column.base_typmod = type.base_typmod;
+    column.input_ioparam = type.input_ioparam;
+    pg_guard([&] {
+        Oid output;
+        bool varlena;
+        getTypeOutputInfo(type.base_oid, &output, &varlena);
+        fmgr_info_cxt(output, &column.output, type.context);
+        fmgr_info_copy(&column.input, const_cast<FmgrInfo *>(&type.input_fn), type.context);
+    });
+    return column;
 }
 
 void assign_key_slots(CompiledMapping &m) {
@@ -211,10 +259,10 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
             std::sort(keys.begin(), keys.end());
             return keys == wanted;
         };
-        bool backed = std::any_of(
+        auto backing = std::find_if(
             table.unique_indexes.begin(), table.unique_indexes.end(),
             [&](const TargetIndex &index) { return !index.deferrable && covers_key(index); });
-        if (!backed)
+        if (backing == table.unique_indexes.end())
             mapping_error(ERRCODE_INVALID_COLUMN_REFERENCE,
                           "conflict_columns (" + join_names(key_names) +
                               ") are not backed by a unique index or constraint of " +
@@ -227,6 +275,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
                                   table.display_name +
                                   " are covered by a deferrable unique constraint, which "
                                   "INSERT ... ON CONFLICT cannot use");
+        resolve_key_equality(*compiled, *backing);
     }
     for (int k : compiled->key_columns)
         operator_sql(compiled->columns[k].type->type_oid, TYPECACHE_EQ_OPR,
@@ -261,6 +310,13 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         });
     }
 
+    if (compiled->order_column >= 0 && !compiled->key_equality.empty()) {
+        for (int k : compiled->key_columns)
+            compiled->tombstone_key.push_back(tombstone_column(*compiled->columns[k].type));
+        compiled->tombstone_version =
+            tombstone_column(*compiled->columns[compiled->order_column].type);
+    }
+
     if (row.required) {
         for (const std::string &name : *row.required) {
             int index = find_mapped(name, "required");
@@ -279,7 +335,8 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         build_statements(*compiled);
         if (prepare_statements)
             for (PreparedStatement *s : compiled->statements())
-                prepare(*s);
+                if (s != &compiled->tomb_insert) // at its first use (apply/tombstones.cpp)
+                    prepare(*s);
     }
     return compiled;
 }

@@ -29,11 +29,8 @@ class StatementBuilder {
         build_row_writes();
         build_lookup();
         build_remove();
-        if (m_.order_column >= 0) {
-            build_tomb_any();
-            build_tomb_lookup();
-            build_tomb_upsert();
-        }
+        if (m_.order_column >= 0)
+            build_tomb_insert();
     }
 
   private:
@@ -131,16 +128,6 @@ class StatementBuilder {
         return sql + ") AS u";
     }
 
-    std::string tomb_key() const {
-        std::string sql = "ARRAY[";
-        for (size_t k = 0; k < m_.key_columns.size(); k++) {
-            const MappedColumn &c = m_.columns[m_.key_columns[k]];
-            sql +=
-                (k ? ", (" : "(") + typed(c, "u.k" + std::to_string(k + 1)) + ")::pg_catalog.text";
-        }
-        return sql + "]";
-    }
-
     // The writes of full rows share one parameter list: one array per mapped column.
     //   upsert:       INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <stored version older>
     //   insert_new:   INSERT ... ON CONFLICT (key) DO NOTHING   (keys believed new)
@@ -228,51 +215,40 @@ class StatementBuilder {
                 key_match("t", "u.k");
     }
 
+    // RETURNING which records removed a row: a tombstone of a key the caller did not see
+    // binds only the caller under row-level security (apply/tombstones.cpp).
     void build_remove() {
         PreparedStatement &s = m_.remove;
         std::string aliases;
-        std::string from = key_unnest(s, false, m_.order_column >= 0, aliases);
+        std::string from = key_unnest(s, true, m_.order_column >= 0, aliases);
         s.sql = "DELETE FROM " + m_.target_name + " AS t USING " + from + " WHERE " +
                 key_match("t", "u.k");
         s.join_in_batch_order = true;
         if (m_.order_column >= 0)
             s.sql += " AND " + order_guard("t." + quote_ident(order().name), typed(order(), "u.v"));
+        s.sql += " RETURNING u.i";
     }
 
-    void build_tomb_any() {
-        PreparedStatement &s = m_.tomb_any;
+    // Tombstones: plain values only (text, arrays, integers), so that running as the
+    // extension's owner executes nothing of the caller's. Keys and versions are compared in
+    // C, as typed values (apply/tombstones.cpp). Row n's key is $2[(n-1)*$3+1 : n*$3].
+    void build_tomb_insert() {
+        PreparedStatement &s = m_.tomb_insert;
         add_param(s, TEXTOID, "collection_id text");
-        s.sql = "SELECT 1 FROM sequin.tombstones AS tb WHERE tb.collection_id "
-                "OPERATOR(pg_catalog.=) $1 LIMIT 1";
-    }
-
-    void build_tomb_lookup() {
-        PreparedStatement &s = m_.tomb_lookup;
-        std::string aliases;
-        std::string from = key_unnest(s, true, true, aliases);
-        add_param(s, TEXTOID, "collection_id text");
-        std::string collection = "$" + std::to_string(s.arg_types.size());
-        std::string version = "(tb.version)::" + type_sql(order().type->type_oid);
-        s.sql = "SELECT u.i FROM " + from +
-                " JOIN sequin.tombstones AS tb ON tb.collection_id OPERATOR(pg_catalog.=) " +
-                collection + " AND tb.key OPERATOR(pg_catalog.=) " + tomb_key() + " WHERE NOT " +
-                order_guard(version, typed(order(), "u.v"));
-    }
-
-    void build_tomb_upsert() {
-        PreparedStatement &s = m_.tomb_upsert;
-        std::string aliases;
-        std::string from = key_unnest(s, false, true, aliases);
-        add_param(s, TEXTOID, "collection_id text");
-        std::string collection = "$" + std::to_string(s.arg_types.size());
-        std::string ord = type_sql(order().type->type_oid);
-        s.sql = "INSERT INTO sequin.tombstones AS tb (collection_id, key, version, deleted_at) "
-                "SELECT " +
-                collection + ", " + tomb_key() + ", (" + typed(order(), "u.v") +
-                ")::pg_catalog.text, pg_catalog.now() FROM " + from +
-                " ON CONFLICT (collection_id, key) DO UPDATE SET version = EXCLUDED.version, "
-                "deleted_at = EXCLUDED.deleted_at WHERE " +
-                order_guard("(tb.version)::" + ord, "(EXCLUDED.version)::" + ord);
+        add_param(s, TEXTARRAYOID, "keys text[] (the key columns of every row, one after another)");
+        add_param(s, INT4OID, "key columns integer");
+        add_param(s, TEXTARRAYOID, "versions text[]");
+        add_param(s, INT8ARRAYOID, "key hashes bigint[]");
+        add_param(s, REGTYPEARRAYOID, "key types regtype[]");
+        add_param(s, REGTYPEOID, "version type regtype");
+        add_param(s, REGROLEOID, "caller regrole");
+        add_param(s, BOOLARRAYOID, "binds every role boolean[]");
+        s.sql = "INSERT INTO sequin.tombstones (collection_id, key, version, key_hash, key_types, "
+                "version_type, created_by, binds_all, deleted_at) "
+                "SELECT $1, $2[(g.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) $3 "
+                "OPERATOR(pg_catalog.+) 1 : g.n OPERATOR(pg_catalog.*) $3], $4[g.n], $5[g.n], $6, "
+                "$7, $8, $9[g.n], pg_catalog.now() "
+                "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($4)) AS g(n)";
     }
 };
 

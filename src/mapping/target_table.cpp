@@ -30,6 +30,9 @@ TargetTable describe_target(Oid relid) {
         bool primary, usable, deferrable;
         int nkeys;
         AttrNumber keys[INDEX_MAX_KEYS];
+        Oid opfamilies[INDEX_MAX_KEYS];
+        Oid opcintypes[INDEX_MAX_KEYS];
+        Oid collations[INDEX_MAX_KEYS];
     };
     // Raw copies first (no C++ objects while server code may longjmp), then C++ data.
     int ncolumns = 0, nindexes = 0;
@@ -77,8 +80,17 @@ TargetTable describe_target(Oid relid) {
                            heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr) &&
                            heap_attisnull(tuple, Anum_pg_index_indpred, nullptr);
                 r.nkeys = index->indnkeyatts;
-                for (int k = 0; k < r.nkeys; k++)
+                bool isnull;
+                oidvector *opclasses = reinterpret_cast<oidvector *>(DatumGetPointer(
+                    SysCacheGetAttr(INDEXRELID, tuple, Anum_pg_index_indclass, &isnull)));
+                oidvector *collations = reinterpret_cast<oidvector *>(DatumGetPointer(
+                    SysCacheGetAttr(INDEXRELID, tuple, Anum_pg_index_indcollation, &isnull)));
+                for (int k = 0; k < r.nkeys; k++) {
                     r.keys[k] = index->indkey.values[k];
+                    r.opfamilies[k] = get_opclass_family(opclasses->values[k]);
+                    r.opcintypes[k] = get_opclass_input_type(opclasses->values[k]);
+                    r.collations[k] = collations->values[k];
+                }
             }
             ReleaseSysCache(tuple);
         }
@@ -94,9 +106,13 @@ TargetTable describe_target(Oid relid) {
     }
     for (int i = 0; i < nindexes; i++) {
         const RawIndex &r = raw_indexes[i];
-        TargetIndex index{r.primary, r.deferrable, {}};
-        if (r.usable)
+        TargetIndex index{r.primary, r.deferrable, {}, {}, {}, {}};
+        if (r.usable) {
             index.keys.assign(r.keys, r.keys + r.nkeys);
+            index.opfamilies.assign(r.opfamilies, r.opfamilies + r.nkeys);
+            index.opcintypes.assign(r.opcintypes, r.opcintypes + r.nkeys);
+            index.collations.assign(r.collations, r.collations + r.nkeys);
+        }
         table.unique_indexes.push_back(index);
     }
     return table;

@@ -25,6 +25,11 @@ struct TargetIndex {
     bool primary;
     bool deferrable;
     std::vector<AttrNumber> keys; // empty when the index cannot arbitrate ON CONFLICT
+    // Per key column: its operator class's family and input type, and its collation: what
+    // makes two keys equal for this index.
+    std::vector<Oid> opfamilies;
+    std::vector<Oid> opcintypes;
+    std::vector<Oid> collations;
 };
 
 struct TargetTable {

@@ -16,6 +16,8 @@ extern "C" {
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -69,26 +71,45 @@ HeapTuple add_counts(HeapTuple old, TupleDesc desc, void *arg) {
     return heap_form_tuple(desc, values, nulls);
 }
 
-// Adds delta to this backend's row in place. False when the row does not exist yet.
-bool add_in_place(Oid relid, text *collection, const ApplyCounts &delta, bool applied) {
-    Relation rel = table_open(relid, RowExclusiveLock);
-    Oid index = sequin_primary_key_index(rel);
-    if (!OidIsValid(index))
-        elog(ERROR, "sequin.stats_counters has no primary key");
+// Backends whose own row is held by another transaction (one this backend prepared and
+// has not finished, say) count in the row of slot + kSlotStride, and so on.
+constexpr int32 kSlotStride = 1 << 20;
+constexpr int kSlotTries = 8;
+
+struct CountersTable {
+    Relation rel;
+    Oid index; // (collection_id, backend_slot)
+};
+
+// Adds delta in place to the row of (collection, slot), or with any_slot to the first row
+// of the collection. False when there is none (committed, or this transaction's own).
+bool add_in_place(const CountersTable &table, text *collection, int32 slot, bool any_slot,
+                  const ApplyCounts &delta, bool applied) {
     ScanKeyData keys[2];
     ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
-    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(sequin_backend_slot()));
-    // Only this backend writes the row. The look-up sees committed rows and this
-    // transaction's own from earlier commands (a row it does not see yet is added to by
-    // insert_row's ON CONFLICT instead).
+    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
     AddArgs args = {&delta, applied};
-    bool updated = sequin_inplace_update(rel, index, 2, keys, add_counts, &args);
-    table_close(rel, RowExclusiveLock);
-    return updated;
+    return sequin_inplace_update(table.rel, table.index, any_slot ? 1 : 2, keys, add_counts,
+                                 &args);
+}
+
+// Is the row of (collection, slot) inserted or deleted by another transaction still in
+// progress? Writing it would wait for that transaction: forever, if this backend prepared it.
+bool row_in_doubt(const CountersTable &table, text *collection, int32 slot) {
+    SnapshotData dirty;
+    InitDirtySnapshot(dirty);
+    ScanKeyData keys[2];
+    ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
+    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
+    SysScanDesc scan = systable_beginscan(table.rel, table.index, true, &dirty, 2, keys);
+    bool in_doubt = HeapTupleIsValid(systable_getnext(scan)) &&
+                    (TransactionIdIsValid(dirty.xmin) || TransactionIdIsValid(dirty.xmax));
+    systable_endscan(scan);
+    return in_doubt;
 }
 
 // The first call of a backend for a collection creates its row.
-void insert_row(Oid owner, text *collection, const ApplyCounts &delta, bool applied) {
+void insert_row(Oid owner, text *collection, int32 slot, const ApplyCounts &delta, bool applied) {
     static const Oid types[8] = {TEXTOID, INT4OID, INT8OID, INT8OID,
                                  INT8OID, INT8OID, INT8OID, BOOLOID};
     kept_plan(&insert_plan,
@@ -103,7 +124,7 @@ void insert_row(Oid owner, text *collection, const ApplyCounts &delta, bool appl
               "failed = s.failed OPERATOR(pg_catalog.+) EXCLUDED.failed, "
               "last_applied = GREATEST(EXCLUDED.last_applied, s.last_applied)",
               8, types);
-    Datum args[8] = {PointerGetDatum(collection),   Int32GetDatum(sequin_backend_slot()),
+    Datum args[8] = {PointerGetDatum(collection),   Int32GetDatum(slot),
                      Int64GetDatum(delta.inserted), Int64GetDatum(delta.updated),
                      Int64GetDatum(delta.deleted),  Int64GetDatum(delta.skipped),
                      Int64GetDatum(delta.failed),   BoolGetDatum(applied)};
@@ -134,8 +155,31 @@ void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid
     if (length > 200)
         length = pg_mbcliplen(collection, length, 200);
     text *name = cstring_to_text_with_len(collection, length);
-    if (!add_in_place(relid, name, delta, applied))
-        insert_row(owner, name, delta, applied);
+    // A call that wrote nothing and has no transaction id (a replay) must not take one, nor
+    // write in a read-only transaction: it adds to any row of the collection in place, and
+    // is not counted when the collection has none yet.
+    // (Failed records are written to sequin.staging: that call takes one anyway.)
+    bool may_insert = !XactReadOnly && (applied || delta.failed > 0 ||
+                                        TransactionIdIsValid(GetTopTransactionIdIfAny()));
+    CountersTable table;
+    table.rel = table_open(relid, RowExclusiveLock);
+    table.index = sequin_primary_key_index(table.rel);
+    if (!OidIsValid(table.index))
+        elog(ERROR, "sequin.stats_counters has no primary key");
+    int32 slot = sequin_backend_slot();
+    bool counted = false;
+    for (int attempt = 0; attempt < kSlotTries && !counted; attempt++, slot += kSlotStride) {
+        if (row_in_doubt(table, name, slot))
+            continue;
+        if (!add_in_place(table, name, slot, false, delta, applied)) {
+            if (may_insert)
+                insert_row(owner, name, slot, delta, applied);
+            else
+                (void)add_in_place(table, name, 0, true, delta, applied);
+        }
+        counted = true;
+    }
+    table_close(table.rel, RowExclusiveLock);
 }
 
 } // namespace sequin

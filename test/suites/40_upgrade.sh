@@ -1,33 +1,51 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION sequin_upsert UPDATE from 0.1.0 on a database holding mappings, staged
-# rows and tombstones: nothing is lost and everything works afterwards.
+# ALTER EXTENSION sequin_upsert UPDATE from 0.1.0 and from 0.2.0 on databases holding
+# mappings, staged rows and tombstones as those releases wrote them (text keys and
+# versions): nothing is lost, the tombstones still bind, and everything works afterwards.
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
-db=sequin_upgrade
-PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-psql_q -d $db >/dev/null <<'SQL'
-CREATE EXTENSION sequin_upsert VERSION '0.1.0';
+latest=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$SEQUIN_ROOT/sequin_upsert.control")
+
+for from in 0.1.0 0.2.0; do
+    db=sequin_upgrade_${from//./_}
+    PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    # The tombstones are written as the old releases wrote them: a text[] key and a text
+    # version (here a numeric key written as 1.0, and a timestamp version).
+    psql_q -d $db >/dev/null <<SQL
+CREATE EXTENSION sequin_upsert VERSION '$from';
 CREATE TABLE public.subs (id text PRIMARY KEY, plan text, v bigint);
 SELECT sequin.create_mapping('subs', 'public.subs', '{"id": "id", "plan": "data.plan", "v": "updated_idx"}',
                              order_column => 'v');
-SELECT * FROM sequin.sequin_upsert('[{"id": "a", "collection_id": "subs", "updated_idx": 1, "data": {"plan": "basic"}},
-                                     {"id": "b", "collection_id": "subs", "updated_idx": 5, "deleted": true}]');
+CREATE TABLE public.nums (n numeric PRIMARY KEY, at timestamp);
+SELECT sequin.create_mapping('nums', 'public.nums', '{"n": "data.n", "at": "data.at"}', order_column => 'at');
+INSERT INTO public.subs VALUES ('a', 'basic', 1);
+INSERT INTO sequin.tombstones (collection_id, key, version) VALUES
+    ('subs', '{b}', '5'), ('nums', '{1.0}', '2024-05-01 00:00:00');
 SET sequin.apply_mode = deferred;
 INSERT INTO sequin.staging (record) VALUES ('{"id": "c", "collection_id": "subs", "updated_idx": 1, "data": {"plan": "pro"}}');
 SQL
-tap_ok "0.1.0 installed" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = 0.1.0
-tap_ok "0.1.0 has no stats view" test "$(psql_q -d $db -c "SELECT to_regclass('sequin.stats') IS NULL")" = t
-psql_q -d $db -c "ALTER EXTENSION sequin_upsert UPDATE"
-tap_ok "updated to 0.2.0" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = 0.2.0
-tap_ok "the mapping is kept" test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.mappings WHERE collection_id = 'subs'")" = 1
-tap_ok "the tombstone is kept" test "$(psql_q -d $db -c "SELECT version FROM sequin.tombstones WHERE key = '{b}'")" = 5
-tap_ok "the staged row is kept" test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.staging WHERE status = 'pending'")" = 1
-tap_ok "apply_staging applies it after the update" \
-    test "$(psql_q -d $db -c "SELECT inserted FROM sequin.apply_staging()")" = 1
-tap_ok "a late record for the deleted key is still skipped" \
-    test "$(psql_q -d $db -c "SELECT skipped FROM sequin.sequin_upsert('{\"id\": \"b\", \"collection_id\": \"subs\", \"updated_idx\": 4}')")" = 1
-tap_ok "upserts are counted in sequin.stats" \
-    test "$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"a\", \"collection_id\": \"subs\", \"updated_idx\": 2}')" -c "SELECT updated FROM sequin.stats WHERE collection_id = 'subs'" | tail -1)" = 1
-PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE $db"
+    tap_ok "$from installed" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = "$from"
+    out=$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"z\", \"collection_id\": \"subs\", \"updated_idx\": 1}')" 2>&1)
+    tap_ok "$from: before the update, a call says to run ALTER EXTENSION ... UPDATE" \
+        grep -q "ALTER EXTENSION sequin_upsert UPDATE" <<<"$out"
+    psql_q -d $db -c "ALTER EXTENSION sequin_upsert UPDATE"
+    tap_ok "$from: updated to $latest" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = "$latest"
+    tap_ok "$from: the mappings are kept" test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.mappings")" = 2
+    tap_ok "$from: the tombstones are kept" test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.tombstones")" = 2
+    tap_ok "$from: the staged row is kept" test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.staging WHERE status = 'pending'")" = 1
+    tap_ok "$from: apply_staging applies it after the update" \
+        test "$(psql_q -d $db -c "SELECT inserted FROM sequin.apply_staging()")" = 1
+    tap_ok "$from: a late record for the deleted key is still skipped" \
+        test "$(psql_q -d $db -c "SELECT skipped FROM sequin.sequin_upsert('{\"id\": \"b\", \"collection_id\": \"subs\", \"updated_idx\": 4}')")" = 1
+    tap_ok "$from: a newer record for the deleted key is inserted" \
+        test "$(psql_q -d $db -c "SELECT inserted FROM sequin.sequin_upsert('{\"id\": \"b\", \"collection_id\": \"subs\", \"updated_idx\": 6}')")" = 1
+    tap_ok "$from: the numeric key deleted as 1.0 binds a late record for 1, under another DateStyle" \
+        test "$(PGOPTIONS='-c DateStyle=SQL,DMY' psql_q -d $db -c "SELECT skipped FROM sequin.sequin_upsert('{\"collection_id\": \"nums\", \"data\": {\"n\": 1, \"at\": \"2024-03-01T00:00:00\"}}')")" = 1
+    tap_ok "$from: the old tombstones were rewritten with their hash and types" \
+        test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.tombstones WHERE key_hash IS NOT NULL AND key_types IS NOT NULL")" = 2
+    tap_ok "$from: upserts are counted in sequin.stats" \
+        test "$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"a\", \"collection_id\": \"subs\", \"updated_idx\": 2}')" -c "SELECT updated FROM sequin.stats WHERE collection_id = 'subs'" | tail -1)" = 1
+    PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE $db"
+done
 tap_done
