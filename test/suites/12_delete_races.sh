@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Delete races (issue 11), black-box and model-based: several psql sessions, driven by
+# test/suites/lib/delete_races.py (standard library only), hold transactions open while
+# others run and commit.
+#   race-*      the issue's scripted races: an insert held open while a delete of the same key
+#               commits, and the reverse (on an absent and on a stored key): the key ends
+#               absent, as if the calls ran one after the other (never a row beside a newer
+#               tombstone);
+#   rr-*, ser-* at REPEATABLE READ / SERIALIZABLE a call whose snapshot misses a committed
+#               change of its key raises 40001 (as a plain UPDATE does) or ends serially;
+#   replay-*    a replay (all records stale) right after a call that inserted new keys, and as
+#               a session's first call, works in BEGIN READ ONLY and takes no transaction id;
+#   prepared-*  after PREPARE TRANSACTION of a call, the session's next call does not wait for
+#               the prepared transaction (skipped unless max_prepared_transactions > 0: start
+#               the cluster with SEQUIN_PG_OPTS='-c max_prepared_transactions=10');
+#   model-*     4-6 sessions send random transactions (1-16 upserts, deletes, late and replayed
+#               records over 10-40 keys; READ COMMITTED, REPEATABLE READ, SERIALIZABLE), some
+#               held open, committed or rolled back at random: no call fails (but 40001 at
+#               REPEATABLE READ and above), and the table equals the serial model (per key the
+#               highest committed version wins; absent if that record is a delete);
+#   bench-*     pgbench, 8 clients, batches of 16 over 20 keys, 0 % and 5 % deletes: no failed
+#               call (a deadlock that outlives the extension's retries fails the call), end
+#               state equal to the model; tps and pg_stat_database.deadlocks are printed.
+#
+# Knobs:
+#   SEQUIN_RACE_SECONDS=30   time budget (CI default); e.g. 300 for a long run
+#   SEQUIN_RACE_SEED=1       seed of the random interleavings (printed); "random" picks one.
+#                            Timing still varies from run to run.
+#   SEQUIN_RACE_PARTS        the parts to run, of "races replay prepared model bench" (all)
+set -uo pipefail
+# shellcheck source=test/lib/cluster.sh
+source "$(dirname "$0")/../lib/cluster.sh"
+db=sequin_delete_races
+seconds=${SEQUIN_RACE_SECONDS:-30}
+seed=${SEQUIN_RACE_SEED:-1}
+[[ $seed == random ]] && seed=$(($(date +%s%N) % 1000000))
+
+# Checks that fail today because of issue 11: their TAP lines carry "# TODO issue 11" (not
+# counted as failures by test/run). Remove an id once the fix makes it pass. The model and
+# bench ones depend on timing: today they fail in most runs, not in every one.
+known_failing=(
+    # a racing delete and insert both win
+    race-insert-open-delete race-delete-open-insert
+    rr-insert-vs-delete rr-delete-vs-insert ser-insert-vs-delete
+    model-end-state model-tombstones bench-del-end-state bench-del-tombstones
+    # deletes make concurrent writers deadlock
+    model-no-failed-call bench-del-no-failed-call
+    # replays are not read-only (after an insert: INSERT first; a replayed delete runs a
+    # DELETE; a session's first call inserts its sequin.stats counter row)
+    replay-upserts-read-only-after-insert replay-upserts-no-xid-after-insert
+    replay-upserts-read-only-first-call replay-upserts-no-xid-first-call
+    replay-deletes-read-only replay-deletes-no-xid
+    # a session waits forever on its own prepared transaction
+    prepared-next-call
+)
+
+# The driver needs python3 (standard library only); installed with apt-get when missing.
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "# python3 is missing: installing it"
+    { _sequin_as_root apt-get update && _sequin_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends python3; } >/dev/null 2>&1
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "not ok - python3 is needed to drive the sessions"
+    exit 1
+fi
+
+cleanup() {
+    # A prepared transaction left behind would keep the database from being dropped.
+    local gid
+    for gid in $(psql_q -d "$db" -c "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()" 2>/dev/null); do
+        psql_q -d "$db" -c "ROLLBACK PREPARED '$gid'" >/dev/null 2>&1
+    done
+    PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+setup_ok=1
+PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres \
+    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" || setup_ok=0
+((setup_ok)) && { psql_q -d "$db" -c 'CREATE EXTENSION sequin_upsert' || setup_ok=0; }
+tap_ok "delete races: database $db set up" test $setup_ok -eq 1
+((setup_ok)) || tap_done
+
+SEQUIN_RACE_DB=$db SEQUIN_RACE_SEED=$seed SEQUIN_RACE_SECONDS=$seconds \
+    SEQUIN_RACE_KNOWN="${known_failing[*]}" SEQUIN_RACE_TODO="issue 11" \
+    python3 "$(dirname "$0")/lib/delete_races.py"
+rc=$?
+tap_ok "delete races: the driver found no failure outside the known ones (exit $rc)" test $rc -eq 0
+tap_done
