@@ -1,7 +1,7 @@
 // Records of one key within a chunk: found by the hash of their typed key values (one that
-// agrees with the unique index's equality) in an open addressing hash table, so that one statement never meets a key twice (PostgreSQL's "ON
-// CONFLICT DO UPDATE command cannot affect row a second time"); and the key order in which
-// rows are written.
+// agrees with the unique index's equality) in an open addressing hash table, so that one statement
+// never meets a key twice (PostgreSQL's "ON CONFLICT DO UPDATE command cannot affect row a second
+// time"); and the key order in which rows are written.
 #include "apply/chunk.hpp"
 
 namespace sequin {
@@ -54,8 +54,8 @@ bool keys_equal(Chunk *chunk, const Datum *a, const Datum *b) {
     for (size_t k = 0; k < mapping->key_columns.size(); k++) {
         int column = mapping->key_columns[k];
         KeyEquality &equality = mapping->key_equality[k];
-        if (DatumGetInt32(
-                FunctionCall2Coll(&equality.compare, equality.collation, a[column], b[column])) != 0)
+        if (DatumGetInt32(FunctionCall2Coll(&equality.compare, equality.collation, a[column],
+                                            b[column])) != 0)
             return false;
     }
     return true;

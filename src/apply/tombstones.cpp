@@ -161,9 +161,8 @@ bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Dat
         if (isnull)
             continue;
         Datum version = read_value(mapping->tombstone_version, stored);
-        if (!found || DatumGetInt32(FunctionCall2Coll(&mapping->order_compare,
-                                                      mapping->order_collation, version,
-                                                      *newest)) > 0)
+        if (!found || DatumGetInt32(FunctionCall2Coll(
+                          &mapping->order_compare, mapping->order_collation, version, *newest)) > 0)
             *newest = version;
         found = true;
     }
@@ -306,8 +305,8 @@ void adopt_old_tombstones(CompiledMapping *mapping, const PlanRun &as_owner) {
             reading.column = mapping->columns[mapping->key_columns[k]].name.c_str();
             Datum value = read_value(mapping->tombstone_key[k], stored[k]);
             hash = hash_combine(hash, key_column_hash(mapping, k, value));
-            texts[k] = CStringGetTextDatum(
-                OutputFunctionCall(&mapping->tombstone_key[k].output, value));
+            texts[k] =
+                CStringGetTextDatum(OutputFunctionCall(&mapping->tombstone_key[k].output, value));
         }
         char version_nulls[7] = "      ";
         Datum version_text = (Datum)0;
@@ -316,8 +315,8 @@ void adopt_old_tombstones(CompiledMapping *mapping, const PlanRun &as_owner) {
         } else {
             reading.column = mapping->columns[mapping->order_column].name.c_str();
             Datum value = read_value(mapping->tombstone_version, version);
-            version_text = CStringGetTextDatum(
-                OutputFunctionCall(&mapping->tombstone_version.output, value));
+            version_text =
+                CStringGetTextDatum(OutputFunctionCall(&mapping->tombstone_version.output, value));
         }
         leave_fixed_settings(settings);
         Datum args[6] = {tid,
@@ -361,8 +360,19 @@ bool collection_has_tombstones(Chunk *chunk) {
     return found;
 }
 
+namespace {
+
+// Records of keys not stored: upserts (a late record for a deleted key), and deletes (a
+// replayed delete, which then writes nothing).
+bool is_unstored(const Chunk *chunk, int record) {
+    return (chunk->state[record] == Upsert || chunk->state[record] == Delete) &&
+           !chunk->stored[record];
+}
+
+} // namespace
+
 void skip_tombstoned(Chunk *chunk, int *scratch) {
-    int count = select_records(chunk, scratch, is_new_upsert);
+    int count = select_records(chunk, scratch, is_unstored);
     if (count == 0 || !collection_has_tombstones(chunk))
         return;
     TombstoneTable table;
@@ -424,8 +434,8 @@ void write_tombstones(Chunk *chunk, const int *records, int count, const bool *r
     add_param(&params, text_array(keys, rows * key_count));
     add_param(&params, Int32GetDatum(key_count));
     add_param(&params, text_array(versions, rows));
-    add_param(&params, PointerGetDatum(construct_array(hashes, rows, INT8OID, 8, true,
-                                                       TYPALIGN_DOUBLE)));
+    add_param(&params,
+              PointerGetDatum(construct_array(hashes, rows, INT8OID, 8, true, TYPALIGN_DOUBLE)));
     add_param(&params, key_types_array(*mapping));
     add_param(&params, ObjectIdGetDatum(mapping->tombstone_version.base_type));
     add_param(&params, ObjectIdGetDatum(caller));

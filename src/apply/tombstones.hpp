@@ -18,8 +18,8 @@ namespace sequin {
 // Has anything of this collection ever been deleted? One index probe.
 bool collection_has_tombstones(Chunk *chunk);
 
-// Skips the records to upsert with a new key whose tombstone is as new as the record, or
-// newer.
+// Skips the records of keys not stored (upserts, and deletes: a replayed delete writes
+// nothing) whose tombstone is as new as the record, or newer.
 void skip_tombstoned(Chunk *chunk, int *scratch);
 
 // Records tombstones for the deletes in records (removed[i]: its DELETE removed a row),

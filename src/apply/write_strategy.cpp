@@ -7,9 +7,9 @@
 //     guarded by the version; only the records it did not update are looked up.
 // The two shortcuts skip the tombstone check, so they are used only while the collection
 // has no tombstones; deletes are always looked up first. A read-only transaction, and an
-// insert-first chunk whose first key is stored, look up first: a replay writes nothing. Every strategy writes the same
-// rows: the choice is only about speed, so the memory of past chunks is a per-backend hint
-// kept here, keyed by target table and collection, not in the cached mapping.
+// insert-first chunk whose first key is stored, look up first: a replay writes nothing. Every
+// strategy writes the same rows: the choice is only about speed, so the memory of past chunks is a
+// per-backend hint kept here, keyed by target table and collection, not in the cached mapping.
 #include "apply/chunk.hpp"
 #include "apply/tombstones.hpp"
 #include "apply/write_isolation.hpp"

@@ -55,6 +55,7 @@ struct PreparedStatement {
 struct KeyEquality {
     FmgrInfo compare;
     Oid collation = InvalidOid;
+    Oid equality_operator = InvalidOid; // the statements' key condition
     FmgrInfo hash; // fn_oid is InvalidOid when no hash agrees with the equality
 };
 

@@ -63,6 +63,13 @@ void assign_phase_slots(std::vector<PathStep> &keys, std::vector<MappedColumn *>
         c->key_slot = key_slot_of(keys, c->path_steps[0]);
 }
 
+Oid target_collation(const TargetTable &table, AttrNumber attnum) {
+    for (const TargetColumn &column : table.columns)
+        if (column.attnum == attnum)
+            return column.collation;
+    return InvalidOid;
+}
+
 // What makes two keys equal: the backing unique index's operator family and collation,
 // per key column, with a hash that agrees (none: every key hashes alike, which is slower
 // but right).
@@ -83,6 +90,7 @@ void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
             fmgr_info_cxt(compare, &equality.compare, context);
             Oid equals =
                 get_opfamily_member(opfamily, input_type, input_type, BTEqualStrategyNumber);
+            equality.equality_operator = equals;
             RegProcedure left_hash = InvalidOid, right_hash = InvalidOid;
             if (OidIsValid(equals) && get_op_hash_functions(equals, &left_hash, &right_hash) &&
                 left_hash == right_hash)
@@ -299,6 +307,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         column.is_order = true;
         compiled->order_column = index;
         Oid type_oid = column.type->type_oid;
+        Oid order_collation = target_collation(table, column.attnum);
         pg_guard([&] {
             TypeCacheEntry *entry = lookup_type_cache(type_oid, TYPECACHE_CMP_PROC_FINFO);
             if (!OidIsValid(entry->cmp_proc_finfo.fn_oid))
@@ -306,7 +315,9 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
                                 errmsg("order_column type %s has no comparison function",
                                        format_type_be(type_oid))));
             fmgr_info_copy(&compiled->order_compare, &entry->cmp_proc_finfo, compiled->context);
-            compiled->order_collation = get_typcollation(type_oid);
+            // The column's collation, as the statements' version guard compares with it.
+            compiled->order_collation =
+                OidIsValid(order_collation) ? order_collation : get_typcollation(type_oid);
         });
     }
 

@@ -65,6 +65,14 @@ class StatementBuilder {
         return "(" + stored + " IS NULL OR " + stored + " " + lt + " " + incoming + ")";
     }
 
+    // The key column's equality: the unique index's (its operator family's), which may not
+    // be the type's default; the default for a mapping compiled with deferred checks.
+    std::string key_equality_sql(size_t k, const MappedColumn &c) const {
+        if (k < m_.key_equality.size() && OidIsValid(m_.key_equality[k].equality_operator))
+            return operator_sql_of(m_.key_equality[k].equality_operator);
+        return operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name, "equality");
+    }
+
     // row.key = incoming for every key column; alias(k, column) names the incoming value.
     template <typename Alias>
     std::string key_match_by(const std::string &row, Alias &&alias) const {
@@ -73,8 +81,7 @@ class StatementBuilder {
             const MappedColumn &c = m_.columns[m_.key_columns[k]];
             if (k)
                 sql += " AND ";
-            sql += row + "." + quote_ident(c.name) + " " +
-                   operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name, "equality") + " " +
+            sql += row + "." + quote_ident(c.name) + " " + key_equality_sql(k, c) + " " +
                    typed(c, alias(k, c));
         }
         return sql;
@@ -262,14 +269,11 @@ std::string type_display(Oid type_oid, int32 typmod) {
     return pg_guard([&] { return format_type_with_typemod(type_oid, typmod); });
 }
 
-// OPERATOR(schema.op) for a type's default btree operator (equality or less-than).
-std::string operator_sql(Oid type_oid, int which, const std::string &column, const char *what) {
-    char *text = pg_guard([&]() -> char * {
-        TypeCacheEntry *entry = lookup_type_cache(type_oid, which);
-        Oid opr = which == TYPECACHE_EQ_OPR ? entry->eq_opr : entry->lt_opr;
-        if (!OidIsValid(opr))
-            return nullptr;
+std::string operator_sql_of(Oid opr) {
+    return pg_guard([&]() -> char * {
         HeapTuple tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(opr));
+        if (!HeapTupleIsValid(tuple))
+            elog(ERROR, "cache lookup failed for operator %u", opr);
         Form_pg_operator form = (Form_pg_operator)GETSTRUCT(tuple);
         char *result =
             psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(form->oprnamespace)),
@@ -277,11 +281,19 @@ std::string operator_sql(Oid type_oid, int which, const std::string &column, con
         ReleaseSysCache(tuple);
         return result;
     });
-    if (!text)
+}
+
+// OPERATOR(schema.op) for a type's default btree operator (equality or less-than).
+std::string operator_sql(Oid type_oid, int which, const std::string &column, const char *what) {
+    Oid opr = pg_guard([&] {
+        TypeCacheEntry *entry = lookup_type_cache(type_oid, which);
+        return which == TYPECACHE_EQ_OPR ? entry->eq_opr : entry->lt_opr;
+    });
+    if (!OidIsValid(opr))
         throw PgError(ERRCODE_UNDEFINED_FUNCTION, "column \"" + column + "\" has type " +
                                                       type_display(type_oid, -1) +
                                                       ", which has no " + what + " operator");
-    return text;
+    return operator_sql_of(opr);
 }
 
 void build_statements(CompiledMapping &m) {

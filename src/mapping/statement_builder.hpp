@@ -17,6 +17,9 @@ std::string type_sql(Oid type_oid);
 // The type with its modifier, for messages.
 std::string type_display(Oid type_oid, int32 typmod);
 
+// OPERATOR(schema.op) for an operator.
+std::string operator_sql_of(Oid opr);
+
 // OPERATOR(schema.op) for a type's default btree operator (TYPECACHE_EQ_OPR or
 // TYPECACHE_LT_OPR). Throws 42883, naming column and what, when the type has none.
 std::string operator_sql(Oid type_oid, int which, const std::string &column, const char *what);

@@ -24,6 +24,7 @@ TargetTable describe_target(Oid relid) {
         AttrNumber attnum;
         Oid type_oid;
         int32 typmod;
+        Oid collation;
         bool generated, identity_always;
     };
     struct RawIndex {
@@ -60,6 +61,7 @@ TargetTable describe_target(Oid relid) {
             c.attnum = att->attnum;
             c.type_oid = att->atttypid;
             c.typmod = att->atttypmod;
+            c.collation = att->attcollation;
             c.generated = att->attgenerated != '\0';
             c.identity_always = att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS;
         }
@@ -101,8 +103,8 @@ TargetTable describe_target(Oid relid) {
     table.relkind = relkind;
     for (int i = 0; i < ncolumns; i++) {
         const RawColumn &c = raw_columns[i];
-        table.columns.push_back(
-            {NameStr(c.name), c.attnum, c.type_oid, c.typmod, c.generated, c.identity_always});
+        table.columns.push_back({NameStr(c.name), c.attnum, c.type_oid, c.typmod, c.collation,
+                                 c.generated, c.identity_always});
     }
     for (int i = 0; i < nindexes; i++) {
         const RawIndex &r = raw_indexes[i];

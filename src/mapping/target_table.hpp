@@ -17,6 +17,7 @@ struct TargetColumn {
     AttrNumber attnum;
     Oid type_oid;
     int32 typmod;
+    Oid collation;
     bool generated;
     bool identity_always;
 };

@@ -9,13 +9,13 @@ namespace sequin {
 
 int enter_fixed_settings() {
     static const char *const settings[][2] = {
-        {"DateStyle", "ISO, MDY"},  {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
+        {"DateStyle", "ISO, MDY"},   {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
         {"extra_float_digits", "3"}, {"lc_monetary", "C"},          {"bytea_output", "hex"},
     };
     int level = NewGUCNestLevel();
     for (const auto &setting : settings)
-        (void)set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION,
-                                GUC_ACTION_SAVE, true, 0, false);
+        (void)set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+                                true, 0, false);
     return level;
 }
 

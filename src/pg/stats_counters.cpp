@@ -89,8 +89,7 @@ bool add_in_place(const CountersTable &table, text *collection, int32 slot, bool
     ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
     ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
     AddArgs args = {&delta, applied};
-    return sequin_inplace_update(table.rel, table.index, any_slot ? 1 : 2, keys, add_counts,
-                                 &args);
+    return sequin_inplace_update(table.rel, table.index, any_slot ? 1 : 2, keys, add_counts, &args);
 }
 
 // Is the row of (collection, slot) inserted or deleted by another transaction still in

@@ -212,7 +212,7 @@ start_cluster() {
     unset PGHOSTADDR PGSERVICE
     export PGHOST=$SEQUIN_CLUSTER_DIR PGPORT=$port PGUSER=postgres PGDATABASE=postgres
     # pg_ctl runs these through /bin/sh, hence the inner quotes.
-    local opts="-p $port -k $SEQUIN_CLUSTER_DIR -c listen_addresses='' -c fsync=off"
+    local opts="-p $port -k $SEQUIN_CLUSTER_DIR -c listen_addresses='' -c fsync=off -c max_prepared_transactions=10"
     opts+=" -c shared_preload_libraries='' ${SEQUIN_PG_OPTS:-}"
     if ! _sequin_as_pg "$SEQUIN_PGBIN/pg_ctl" -D "$SEQUIN_PGDATA" -l "$SEQUIN_SERVER_LOG" \
         -w -t 60 -o "$opts" start >/dev/null; then

@@ -45,13 +45,6 @@ known_failing=(
     model-end-state model-tombstones bench-del-end-state bench-del-tombstones
     # deletes make concurrent writers deadlock
     model-no-failed-call bench-del-no-failed-call
-    # replays are not read-only (after an insert: INSERT first; a replayed delete runs a
-    # DELETE; a session's first call inserts its sequin.stats counter row)
-    replay-upserts-read-only-after-insert replay-upserts-no-xid-after-insert
-    replay-upserts-read-only-first-call replay-upserts-no-xid-first-call
-    replay-deletes-read-only replay-deletes-no-xid
-    # a session waits forever on its own prepared transaction
-    prepared-next-call
 )
 
 # The driver needs python3 (standard library only); installed with apt-get when missing.

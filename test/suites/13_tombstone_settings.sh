@@ -19,10 +19,10 @@
 #    nondeterministic collations, interval, float digits, duplicates of one key in one call
 #    written in different forms, and an order column retyped after tombstones were written.
 #
-# Checks that fail until issue 11 is fixed are TAP TODO ("# TODO issue 11"): their ids are
-# listed in KNOWN_ISSUE_11 below. SEQUIN_KNOWN_ISSUE_11="id id ..." replaces that list
-# (SEQUIN_KNOWN_ISSUE_11= makes every check a hard one). A listed check that passes prints
-# "ok ... # TODO issue 11" and a note to take it off the list.
+# Checks that fail today are TAP TODO ("# TODO issue 12"): their ids are listed in
+# KNOWN_ISSUE_12 below. SEQUIN_KNOWN_ISSUE_12="id id ..." replaces that list
+# (SEQUIN_KNOWN_ISSUE_12= makes every check a hard one). A listed check that passes prints
+# "ok ... # TODO issue 12" and a note to take it off the list.
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -30,41 +30,26 @@ db=sequin_tomb_settings
 icudb=sequin_tomb_settings_icu
 
 # ---------------------------------------------------------------------------------------------
-# Checks that fail on the extension as of issue 11 (observed on 0.2.0, PostgreSQL 15).
-# Matrix ids: m:<delete's settings>-<late settings>:<config>:<S|D|G>, icu:... for the ICU database.
-KNOWN_ISSUE_11=(
-    # a text order column with a collation other than the database's: compared in the default
-    m:{base-base,s1-s1,s1-s2,s2-s1,s3-s3,s3-s4,s4-s3}:tc:{D,G} icu:{base-base,s1-s2}:ic:{D,G}
-    # float8 versions written with extra_float_digits <= 0 lose digits
-    m:{s1-s1,s1-s2,s2-s1,s3-s3,s3-s4,s4-s3}:if:{D,G} m:{s1-s1,s1-s2,s3-s3,s3-s4}:cf:{D,G}
-    # keys and versions read back under another TimeZone, DateStyle or IntervalStyle
-    m:{s1-s2,s2-s1,s3-s4,s4-s3}:{zn,pz,dd}:{D,G} m:{s1-s2,s2-s1,s3-s4}:tt:{D,G} m:s1-s2:ti:{D,G}
-    # float8 keys printed with one digit (extra_float_digits -15): different keys share a tombstone
-    m:s3-s4:fb:{S,D,G}
-    # the reported cases
-    e:num-scale-absent e:num-scale-stored e:num-scale-reverse e:num-dup-call-stored
-    e:num-dup-call-batches e:num-dup-call-delete e:tz-key-absent e:tz-key-stored
-    e:tz-key-berlin-then-utc e:ist-order e:ist-order-sql e:datestyle-order e:datestyle-order-stored
-    e:datestyle-order-newer e:ci-key e:ci-key-stored e:ci-dup-call e:interval-key
-    e:interval-key-style e:interval-dup-call e:interval-order-sign e:float-replay
-    e:float-rounded-down e:float-rounded-up e:float-key-distinct e:float-key-same
-    e:retype-new-key e:retype-new-key-berlin e:retype-old-key
-)
-if [[ -n ${SEQUIN_KNOWN_ISSUE_11+x} ]]; then
-    read -r -a KNOWN_ISSUE_11 <<<"$SEQUIN_KNOWN_ISSUE_11"
+# Checks that fail today, each marked TODO with its issue. Matrix ids:
+# m:<delete's settings>-<late settings>:<config>:<S|D|G>, icu:... for the ICU database.
+# Issue 12: duplicates of one key in different chunks of sequin.batch_size are counted by
+# the chunk (inserted + updated), not as superseded (inserted + skipped).
+KNOWN_ISSUE_12=(e:num-dup-call-batches)
+if [[ -n ${SEQUIN_KNOWN_ISSUE_12+x} ]]; then
+    read -r -a KNOWN_ISSUE_12 <<<"$SEQUIN_KNOWN_ISSUE_12"
 fi
 known_issue() {
     local k
-    for k in "${KNOWN_ISSUE_11[@]}"; do [[ $k == "$1" ]] && return 0; done
+    for k in "${KNOWN_ISSUE_12[@]}"; do [[ $k == "$1" ]] && return 0; done
     return 1
 }
 # check ID DESCRIPTION EXPECTED ACTUAL: ok when ACTUAL is exactly EXPECTED.
 check() {
     local id=$1 desc=$2 want=$3 got=$4 todo=''
-    known_issue "$id" && todo=' # TODO issue 11'
+    known_issue "$id" && todo=' # TODO issue 12'
     if [[ $got == "$want" ]]; then
         echo "ok - [$id] $desc$todo"
-        [[ -z $todo ]] || echo "# [$id] passes now: take it off KNOWN_ISSUE_11"
+        [[ -z $todo ]] || echo "# [$id] passes now: take it off KNOWN_ISSUE_12"
     else
         echo "not ok - [$id] $desc$todo"
         printf '#   expected: %s\n#   got:      %s\n' "$want" "${got//$'\n'/ }"

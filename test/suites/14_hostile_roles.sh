@@ -18,10 +18,9 @@
 # 3. Row-level security tenants: a tombstone that tenant A leaves for a key it cannot see binds
 #    only A; A's counts do not reveal whether B deleted a key at or above a version.
 #
-# Checks that fail until issue 11 is fixed are TAP TODO ("# TODO issue 11"): their ids are
-# listed in KNOWN_ISSUE_11. SEQUIN_KNOWN_ISSUE_11="id id ..." replaces that list
-# (SEQUIN_KNOWN_ISSUE_11= makes every check a hard one); KNOWN_STAGING_ROLE and
-# SEQUIN_KNOWN_STAGING_ROLE likewise for a staging bug found on the way (see below). The
+# Checks that fail today are TAP TODO ("# TODO issue 12: ..."): their ids are listed in
+# KNOWN_STAGING_ROLE (SEQUIN_KNOWN_STAGING_ROLE="id id ..." replaces the list, empty makes
+# every check a hard one); KNOWN_ISSUE_11 likewise, empty now. The
 # "# note:" lines print, for the report, what a tenant sees where PostgreSQL itself decides.
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
@@ -35,18 +34,8 @@ stager=sq14_stager
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-KNOWN_ISSUE_11=(
-    # the tombstone bookkeeping, run as the extension's owner, casts versions to the order
-    # column's domain (its CHECK runs) and keys/versions through the role's casts
-    h:{domain,cast}:{as-caller,no-super,rolsuper} s:{domain,cast}:{as-caller,no-super,rolsuper}
-    t:{domain,cast}:{as-caller,no-super,rolsuper}
-    d:{domain,cast}:{as-caller,no-super,rolsuper} w:{domain,cast}:{as-caller,no-super,rolsuper}
-    # a delete compares keys with the type's default =, not the unique index's operator class
-    h:opclass:counts h:opclass:rows
-    # row-level security: tombstones bind and reveal across tenants
-    r:b-reinserts r:probe-deleted
-)
-# Checks that fail for another reason, reported apart from issue 11: sequin.apply_staging
+KNOWN_ISSUE_11=() # every check of issue 11 passes
+# Checks that fail until issue 12 is fixed: sequin.apply_staging
 # applies staged records with the rights of the role that calls it, not of the role that
 # inserted them (SPEC, Staging: "A staged record is applied with the rights of the role that
 # inserted it ... never with the rights of whoever runs apply_staging").
@@ -67,7 +56,7 @@ check() { # id description expected actual
     local id=$1 desc=$2 want=$3 got=$4 todo=''
     in_list "$id" "${KNOWN_ISSUE_11[@]}" && todo='issue 11'
     if in_list "$id" "${KNOWN_STAGING_ROLE[@]}"; then
-        todo+="${todo:+; }staged records apply with apply_staging's caller's rights"
+        todo+="${todo:+; }issue 12: staged records apply with apply_staging's caller's rights"
     fi
     todo=${todo:+ # TODO $todo}
     if [[ $got == "$want" ]]; then
