@@ -3,6 +3,7 @@
 
   bash bench/run [--n N] [--batch B] [--runs R] [--smoke]      the comparison
   bash bench/run --scale [--scale-max N] [--batch B] [--runs R] scaling and memory
+  bash bench/run --concurrent [--seconds S]                     concurrent writers
 
 Installs what is missing, builds and installs the extension, starts a throwaway
 PostgreSQL 15 cluster (or uses the server the PG* variables point at), and works in a
@@ -30,6 +31,11 @@ Options:
                      memory for one 100k-record sequin_upsert call and a 1M-row COPY into
                      sequin.staging; writes bench/results/scale.md
   --scale-max N      cap the sizes of --scale (default 1000000)
+  --concurrent       pgbench, 8 clients sending batches of 16 records over 400 keys (random
+                     versions), with 0 % and with 5 % deletes: tps, failed calls, the
+                     deadlocks counted in pg_stat_database, the ratio of the two tps, and
+                     whether the table equals the serial outcome; writes concurrent.md
+  --seconds S        --concurrent: seconds per load (default 15)
   --existing-server  use the server the PG* variables point at (no apt-get, no new cluster)
   --db NAME          database to (re)create and work in (default sequin_bench)
   --keep-db          leave the database on a server we did not start (default: drop it)
@@ -196,6 +202,8 @@ class Options:
     smoke: bool = False
     scale: bool = False
     scale_max: int = 1000000
+    concurrent: bool = False
+    seconds: int = 15
     existing: bool = False
     db: str = "sequin_bench"
     keep_db: bool = False
@@ -247,6 +255,7 @@ def parse_args(argv: list[str]) -> Options:
         "--scenarios": ("scenarios", lambda opt: names(opt, SCENARIO, "scenario")),
         "--smoke": ("smoke", None), "--scale": ("scale", None),
         "--scale-max": ("scale_max", positive), "--existing-server": ("existing", None),
+        "--concurrent": ("concurrent", None), "--seconds": ("seconds", positive),
         "--db": ("db", value), "--keep-db": ("keep_db", None),
     }
     while args:
@@ -830,6 +839,111 @@ def scale(b: Bench) -> int:
 
 
 ######################################################################################
+# --concurrent
+######################################################################################
+CONCURRENT_SETUP = """
+CREATE TABLE bench.items (id text PRIMARY KEY, payload text, v bigint);
+SELECT sequin.create_mapping('bench:items', 'bench.items',
+    '{"id": "id", "payload": "data.p", "v": "updated_idx"}', order_column => 'v');
+-- Every record sent, so that the end state can be compared with the serial outcome.
+CREATE UNLOGGED TABLE bench.sent (id text, v bigint, deleted boolean);
+"""
+
+# One call: 16 records over 400 keys, random versions (never twice the same for a key: the
+# serial outcome is then well defined), a share of deletes. What was sent is logged in the
+# same transaction, so a failed call logs nothing.
+CONCURRENT_SCRIPT = """\\set delpct {delpct}
+BEGIN;
+CREATE TEMP TABLE IF NOT EXISTS batch (id text, v bigint, deleted boolean) ON COMMIT DELETE ROWS;
+INSERT INTO batch SELECT 'k' || (1 + floor(random() * 400))::int,
+       (random() * 1e15)::bigint, random() * 100 < :delpct FROM generate_series(1, 16);
+SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', id,
+    'collection_id', 'bench:items', 'updated_idx', v, 'deleted', deleted,
+    'data', jsonb_build_object('p', 'p' || v))) FROM batch));
+INSERT INTO bench.sent SELECT * FROM batch;
+COMMIT;
+"""
+
+CONCURRENT_MODEL = """
+SELECT count(*) FROM (
+  (SELECT id, v FROM (SELECT DISTINCT ON (id) id, v, deleted FROM bench.sent
+                       ORDER BY id, v DESC) s WHERE NOT deleted
+   EXCEPT SELECT id, v FROM bench.items)
+  UNION ALL
+  (SELECT id, v FROM bench.items
+   EXCEPT SELECT id, v FROM (SELECT DISTINCT ON (id) id, v, deleted FROM bench.sent
+                              ORDER BY id, v DESC) s WHERE NOT deleted)) d
+"""
+
+
+def concurrent_load(b: Bench, delpct: int, script: Path) -> dict[str, str]:
+    """One pgbench load; returns tps, calls, failed, deadlocks and the model check."""
+    o = b.o
+    b.pgs("TRUNCATE bench.items, bench.sent; DELETE FROM sequin.tombstones "
+          "WHERE collection_id = 'bench:items';")
+    script.write_text(CONCURRENT_SCRIPT.replace("{delpct}", str(delpct)))
+    deadlocks_sql = ("SELECT pg_stat_force_next_flush(); SELECT deadlocks FROM pg_stat_database "
+                     "WHERE datname = current_database()")
+    before = int(b.pgs(deadlocks_sql).split()[-1])
+    run = subprocess.run([f"{PGBIN}/pgbench", "-n", "-c", "8", "-j", "2", "-T", str(o.seconds),
+                          "-f", str(script), o.db], text=True, capture_output=True)
+    out = run.stdout + run.stderr
+    time.sleep(1)  # backends report their statistics when they end
+    after = int(b.pgs(deadlocks_sql).split()[-1])
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    calls = re.search(r"number of transactions actually processed: (\d+)", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    aborted = len(re.findall(r"client \d+ aborted", out))
+    return {"tps": tps.group(1) if tps else "0", "calls": calls.group(1) if calls else "0",
+            "failed": str(int(failed.group(1) if failed else 0) + aborted),
+            "deadlocks": str(after - before),
+            "differ": b.pgs(CONCURRENT_MODEL).strip(), "rc": str(run.returncode),
+            "output": out}
+
+
+def concurrent(b: Bench) -> int:
+    """--concurrent: 8 pgbench clients with 0 % and 5 % deletes; writes concurrent.md."""
+    b.pgs(CONCURRENT_SETUP)
+    script = b.work / "concurrent.sql"
+    results = {}
+    for delpct in (0, 5):
+        log(f"concurrent: 8 clients, batches of 16 over 400 keys, {delpct} % deletes, "
+            f"{b.o.seconds} s")
+        results[delpct] = concurrent_load(b, delpct, script)
+    ratio = float(results[5]["tps"]) / max(float(results[0]["tps"]), 1e-9)
+    md = [
+        "## sequin_upsert: concurrent writers",
+        "",
+        f"pgbench -c 8, {b.o.seconds} s per load; each call sends 16 records over 400 keys "
+        f"with random versions; PostgreSQL {b.server_version()},",
+        b.machine(),
+        b.command_line(),
+        "",
+        "| deletes | tps | calls | failed calls | deadlocks (pg_stat_database) | keys not as the "
+        "serial outcome |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    status = 0
+    print(f"\n{'deletes':>8} | {'tps':>9} | {'calls':>7} | {'failed':>6} | {'deadlocks':>9} | "
+          "keys differing from the serial outcome")
+    for delpct, r in results.items():
+        print(f"{delpct:>7}% | {float(r['tps']):>9.1f} | {r['calls']:>7} | {r['failed']:>6} | "
+              f"{r['deadlocks']:>9} | {r['differ']}")
+        md.append(f"| {delpct} % | {float(r['tps']):.1f} | {r['calls']} | {r['failed']} | "
+                  f"{r['deadlocks']} | {r['differ']} |")
+        if r["failed"] != "0" or r["differ"] != "0" or r["rc"] != "0":
+            status = 1
+            print(f"FAILURE with {delpct} % deletes:\n{r['output']}", file=sys.stderr)
+    print(f"tps with 5 % deletes / without: {ratio:.2f} (target: at least 0.5)")
+    md += ["", f"tps with 5 % deletes / without: {ratio:.2f} (target: at least 0.5)."]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_md = RESULTS / "concurrent.md"
+    out_md.write_text("\n".join(md) + "\n")
+    print(f"\nwritten to {out_md.relative_to(ROOT)}")
+    return status
+
+
+######################################################################################
 # Main
 ######################################################################################
 def main(argv: list[str]) -> int:
@@ -864,6 +978,8 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="sequin_bench.") as work:
             b = Bench(o, args, Path(work))
             b.setup()
+            if o.concurrent:
+                return concurrent(b)
             return scale(b) if o.scale else compare(b)
     except BenchError as e:
         print(f"bench: {e}", file=sys.stderr)

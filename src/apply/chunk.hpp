@@ -65,6 +65,7 @@ struct Chunk {
     bool *top_found;
     int next;
     const char *column; // being converted, for messages
+    int write_attempt;  // of the statement being written (write_isolation.cpp)
 };
 
 inline Datum *row_values(Chunk *chunk, int record) {
@@ -135,6 +136,8 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
 void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count);
 // Inserts the upserts believed new; returns how many it inserted (see chunk_writes.cpp).
 int64 insert_new_keys(Chunk *chunk, int *scratch);
+// A chunk that updates and deletes stored rows locks them all first, in key order.
+void lock_rows_in_key_order(Chunk *chunk, int *scratch);
 // Writes what is left: upserts of new and stored keys, then deletes.
 void write_chunk(Chunk *chunk, int *scratch);
 

@@ -5,9 +5,11 @@
 #include "apply/statement_params.hpp"
 #include "apply/tombstones.hpp"
 #include "apply/write_isolation.hpp"
+#include "apply/write_races.hpp"
 
 extern "C" {
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 }
 
 namespace sequin {
@@ -61,6 +63,7 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
             removed[i] = chunk->removed[records[i]];
         // Tombstones for every delete, applied or not (a delete of an absent key too).
         write_tombstones(chunk, records, count, removed);
+        settle_deletes(chunk, records, count);
         return deleted;
     }
     for (int i = 0; i < chunk->column_count; i++)
@@ -69,6 +72,8 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
     if (kind == WriteUpdateFirst)
         add_param(&params, record_number_array(records, count));
     uint64 written = run_statement(chunk, row_write_statement(*mapping, kind), &params, false);
+    if (kind != WriteUpdateFirst) // it inserts nothing
+        settle_inserts(chunk, records, count);
     if (kind == WriteUpdateFirst) { // RETURNING the records it updated: they are done
         for (uint64 row = 0; row < SPI_processed; row++) {
             bool isnull;
@@ -84,6 +89,44 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
 void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count) {
     sort_by_key(chunk, records, count);
     write_records(chunk, kind, records, count);
+}
+
+void lock_rows_in_key_order(Chunk *chunk, int *scratch) {
+    bool deletes = false, updates = false;
+    for (int record = 0; record < chunk->count; record++) {
+        deletes |= chunk->state[record] == Delete;
+        updates |= chunk->state[record] == Upsert && chunk->stored[record];
+    }
+    if (!deletes || !updates)
+        return; // one statement writes the stored rows, in key order already
+    int count = 0;
+    for (int record = 0; record < chunk->count; record++)
+        if (chunk->state[record] == Delete ||
+            (chunk->state[record] == Upsert && chunk->stored[record]))
+            scratch[count++] = record;
+    sort_by_key(chunk, scratch, count);
+    for (int attempt = 1;; attempt++) {
+        ErrorData *error = try_in_subtransaction(
+            [&] {
+                StatementParams params;
+                params_init(&params, chunk);
+                key_params(chunk, &params, scratch, count, false, false, false);
+                run_statement(chunk, chunk->mapping->lock_rows, &params, false);
+                SPI_freetuptable(SPI_tuptable);
+            },
+            true);
+        if (!error)
+            return;
+        if (is_retryable_deadlock(error->sqlerrcode) && attempt < 5) {
+            FreeErrorData(error);
+            continue;
+        }
+        if (chunk->call->mode == ApplyMode::Atomic)
+            ReThrowError(error);
+        for (int i = 0; i < count; i++) // say, no UPDATE right for FOR UPDATE
+            fail_chunk_record(chunk, scratch[i], nullptr, error);
+        return;
+    }
 }
 
 void write_chunk(Chunk *chunk, int *scratch) {
@@ -121,14 +164,21 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
     sort_by_key(chunk, scratch, count);
     uint64 written = 0;
     ErrorData *error = try_in_subtransaction(
-        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); });
+        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); }, true);
     if (!error) {
         counts->inserted += written;
         for (int i = 0; i < count; i++)
             chunk->state[scratch[i]] = Done;
         return written;
     }
+    TransactionId yield_to;
+    if (take_write_conflict(error->sqlerrcode, &yield_to)) { // a key deleted meanwhile
+        if (TransactionIdIsValid(yield_to))
+            XactLockTableWait(yield_to, nullptr, nullptr, XLTW_None);
+        skip_tombstoned_among(chunk, scratch, count);
+    }
     FreeErrorData(error);
+    count = select_records(chunk, scratch, is_new_upsert);
     int64 inserted_before = counts->inserted;
     write_in_key_order(chunk, WriteInsertNew, scratch, count);
     int64 inserted = counts->inserted - inserted_before;

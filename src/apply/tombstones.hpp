@@ -13,6 +13,10 @@
 
 #include "apply/chunk.hpp"
 
+extern "C" {
+#include "utils/snapshot.h"
+}
+
 namespace sequin {
 
 // Has anything of this collection ever been deleted? One index probe.
@@ -22,9 +26,21 @@ bool collection_has_tombstones(Chunk *chunk);
 // nothing) whose tombstone is as new as the record, or newer.
 void skip_tombstoned(Chunk *chunk, int *scratch);
 
+// The same for the given records still to upsert or delete, whether stored or not.
+void skip_tombstoned_among(Chunk *chunk, const int *records, int count);
+
 // Records tombstones for the deletes in records (removed[i]: its DELETE removed a row),
 // except where one as new or newer binds the caller already.
 void write_tombstones(Chunk *chunk, const int *records, int count, const bool *removed);
+
+// With a dirty snapshot (InitDirtySnapshot): has the collection any tombstone, committed or
+// being written?
+bool collection_has_any_tombstone(Chunk *chunk, SnapshotData *dirty);
+
+// With a dirty snapshot: a tombstone of the record's key that binds the caller and is as new
+// as the record, or newer. *committed when one is committed (or the caller's own); else
+// returns the transaction writing one, or InvalidTransactionId.
+TransactionId concurrent_tombstone(Chunk *chunk, int record, SnapshotData *dirty, bool *committed);
 
 // Once per compiled mapping: refuses tombstones written for other key or order column
 // types (naming the mapping and the column), and gives those from before 0.3.0, which have

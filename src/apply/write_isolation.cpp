@@ -1,8 +1,10 @@
 // Write isolation: see write_isolation.hpp.
 #include "apply/write_isolation.hpp"
+#include "apply/tombstones.hpp"
 
 extern "C" {
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 }
 
 #include <cstring>
@@ -13,6 +15,9 @@ namespace {
 
 // How often a statement chosen as a deadlock victim runs again before the call fails.
 constexpr int kDeadlockRetries = 5;
+// How often a statement that met a concurrent delete or insert of its keys runs again; each
+// time after that writer has ended, so the bound is only a safeguard.
+constexpr int kConflictRetries = 50;
 
 // Adds what a successful write did to the call's counts.
 void count_written(Chunk *chunk, WriteKind kind, int count, uint64 written) {
@@ -38,6 +43,20 @@ void count_written(Chunk *chunk, WriteKind kind, int count, uint64 written) {
     counts->skipped += count - static_cast<int64>(written);
 }
 
+// After a write conflict: the records of the statement that are still to write, looked up
+// anew (a key deleted meanwhile is skipped now), copied to a list of the retry's own.
+int records_still_to_write(Chunk *chunk, WriteKind kind, const int *&records, int count) {
+    if (kind != WriteDelete)
+        skip_tombstoned_among(chunk, records, count);
+    int *still = static_cast<int *>(palloc(sizeof(int) * count));
+    int kept = 0;
+    for (int i = 0; i < count; i++)
+        if (chunk->state[records[i]] == (kind == WriteDelete ? Delete : Upsert))
+            still[kept++] = records[i];
+    records = still;
+    return kept;
+}
+
 } // namespace
 
 bool is_retryable_deadlock(int sqlstate) {
@@ -56,14 +75,30 @@ void write_records(Chunk *chunk, WriteKind kind, const int *records, int count) 
         return;
     uint64 written = 0;
     ErrorData *error = nullptr;
-    for (int attempt = 1; attempt <= kDeadlockRetries; attempt++) {
+    for (int attempt = 1;; attempt++) {
+        chunk->write_attempt = attempt;
+        TransactionId yield_to;
+        (void)take_write_conflict(0, &yield_to); // none is pending before the attempt
         error = try_in_subtransaction([&] { written = execute_write(chunk, kind, records, count); },
                                       true);
-        if (!error || !is_retryable_deadlock(error->sqlerrcode))
+        if (!error)
             break;
-        if (attempt == kDeadlockRetries)
+        bool conflict = take_write_conflict(error->sqlerrcode, &yield_to);
+        bool deadlock = is_retryable_deadlock(error->sqlerrcode);
+        if (!conflict && !deadlock)
+            break; // a record's error: found below
+        if ((deadlock && attempt >= kDeadlockRetries) || (conflict && attempt >= kConflictRetries))
             ReThrowError(error);
         FreeErrorData(error);
+        if (conflict) {
+            // Our write is rolled back: wait for the older writer we yielded to, then look
+            // the records up anew.
+            if (TransactionIdIsValid(yield_to))
+                XactLockTableWait(yield_to, nullptr, nullptr, XLTW_None);
+            count = records_still_to_write(chunk, kind, records, count);
+            if (count == 0)
+                return;
+        }
         CHECK_FOR_INTERRUPTS();
     }
     if (!error) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "apply/chunk.hpp"
+#include "apply/write_races.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -21,9 +22,9 @@ bool is_retryable_deadlock(int sqlstate);
 bool is_transaction_level_error(int sqlstate);
 
 // Runs fn in a subtransaction. Returns NULL, or the error (the subtransaction rolled back).
-// A deadlock is returned only to a caller that retries it (retries_deadlock); other
-// transaction-level errors are raised again.
-template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, bool retries_deadlock = false) {
+// A deadlock or a write conflict at READ COMMITTED (write_races.hpp) is returned only to a
+// caller that retries it (retries); other transaction-level errors are raised again.
+template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, bool retries = false) {
     MemoryContext context = CurrentMemoryContext;
     ResourceOwner owner = CurrentResourceOwner;
     ErrorData *volatile error = nullptr;
@@ -45,7 +46,8 @@ template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, bool retries_de
         MemoryContextSwitchTo(context);
         CurrentResourceOwner = owner;
         if (is_transaction_level_error(error->sqlerrcode) &&
-            !(retries_deadlock && is_retryable_deadlock(error->sqlerrcode)))
+            !(retries && (is_retryable_deadlock(error->sqlerrcode) ||
+                          write_conflict_retryable(error->sqlerrcode))))
             ReThrowError(error);
     }
     PG_END_TRY();

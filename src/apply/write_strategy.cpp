@@ -69,13 +69,14 @@ LastChunkEntry *last_chunk_entry(const CompiledMapping &mapping) {
     return entry;
 }
 
-Strategy choose_strategy(Chunk *chunk, LastChunk last) {
+Strategy choose_strategy(Chunk *chunk, int *scratch, LastChunk last) {
     Strategy strategy = last == LastChunk::NewKeys      ? Strategy::InsertFirst
                         : last == LastChunk::StoredKeys ? Strategy::UpdateFirst
                                                         : Strategy::LookUpFirst;
     // A write tried first would fail in a read-only transaction, even if nothing is to be
-    // written (a replay).
-    if (XactReadOnly)
+    // written (a replay). Deletes are looked up first, so that all the chunk's stored rows
+    // can be locked in one order before any is written.
+    if (XactReadOnly || select_records(chunk, scratch, is_delete) > 0)
         return Strategy::LookUpFirst;
     if (strategy != Strategy::LookUpFirst) {
         bool has_tombstones = false;
@@ -99,7 +100,7 @@ Strategy choose_strategy(Chunk *chunk, LastChunk last) {
 void apply_with_strategy(Chunk *chunk, int *scratch) {
     CompiledMapping *mapping = chunk->mapping;
     LastChunkEntry *memory = last_chunk_entry(*mapping);
-    Strategy strategy = choose_strategy(chunk, memory->last);
+    Strategy strategy = choose_strategy(chunk, scratch, memory->last);
     bool ordered = mapping->order_column >= 0;
     int upserts = select_records(chunk, scratch, is_upsert);
     int64 updated_first = 0;
@@ -124,6 +125,7 @@ void apply_with_strategy(Chunk *chunk, int *scratch) {
         }
     if (strategy != Strategy::UpdateFirst)
         convert_chunk(chunk, convert_values);
+    lock_rows_in_key_order(chunk, scratch);
     if (ordered) {
         int64 inserted = insert_new_keys(chunk, scratch);
         if (strategy == Strategy::InsertFirst)

@@ -55,7 +55,9 @@ struct PreparedStatement {
 struct KeyEquality {
     FmgrInfo compare;
     Oid collation = InvalidOid;
-    Oid equality_operator = InvalidOid; // the statements' key condition
+    Oid equality_operator = InvalidOid;      // the statements' key condition
+    RegProcedure equality_proc = InvalidOid; // for an index scan of the key
+    AttrNumber index_column = 0;             // the column's place in the unique index
     FmgrInfo hash; // fn_oid is InvalidOid when no hash agrees with the equality
 };
 
@@ -87,12 +89,14 @@ struct CompiledMapping {
     // Per key column (in key_columns' order): its unique index's equality, and its form in
     // tombstones; then the order column's. Empty when compiled with deferred checks.
     std::vector<KeyEquality> key_equality;
+    Oid key_index = InvalidOid; // the unique index that backs the key
     std::vector<TombstoneColumn> tombstone_key;
     TombstoneColumn tombstone_version;
     bool tombstone_types_checked = false; // tombstones of other column types looked for
 
     // The applier's statements (see statement_builder.cpp for their shapes).
     PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)
+    PreparedStatement lock_rows;    // SELECT ... FOR UPDATE in key order (caller's rights)
     PreparedStatement upsert;       // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
     PreparedStatement update_first; // UPDATE ... FROM the batch, RETURNING what it updated
     PreparedStatement insert_new;   // INSERT ... ON CONFLICT DO NOTHING, keys believed new
@@ -100,8 +104,9 @@ struct CompiledMapping {
     PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
     PreparedStatement tomb_insert;  // record tombstones (extension owner; apply/tombstones)
 
-    std::array<PreparedStatement *, 7> statements() {
-        return {&lookup, &upsert, &update_first, &insert_new, &insert_plain, &remove, &tomb_insert};
+    std::array<PreparedStatement *, 8> statements() {
+        return {&lookup,     &lock_rows,    &upsert, &update_first,
+                &insert_new, &insert_plain, &remove, &tomb_insert};
     }
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches

@@ -75,6 +75,7 @@ Oid target_collation(const TargetTable &table, AttrNumber attnum) {
 // but right).
 void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
     MemoryContext context = compiled.context;
+    compiled.key_index = index.oid;
     compiled.key_equality.reserve(compiled.key_columns.size());
     for (int k : compiled.key_columns) {
         size_t at = std::find(index.keys.begin(), index.keys.end(), compiled.columns[k].attnum) -
@@ -82,6 +83,7 @@ void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
         Oid opfamily = index.opfamilies[at], input_type = index.opcintypes[at];
         KeyEquality equality;
         equality.collation = index.collations[at];
+        equality.index_column = static_cast<AttrNumber>(at + 1);
         pg_guard([&] {
             Oid compare = get_opfamily_proc(opfamily, input_type, input_type, BTORDER_PROC);
             if (!OidIsValid(compare))
@@ -91,6 +93,7 @@ void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
             Oid equals =
                 get_opfamily_member(opfamily, input_type, input_type, BTEqualStrategyNumber);
             equality.equality_operator = equals;
+            equality.equality_proc = OidIsValid(equals) ? get_opcode(equals) : InvalidOid;
             RegProcedure left_hash = InvalidOid, right_hash = InvalidOid;
             if (OidIsValid(equals) && get_op_hash_functions(equals, &left_hash, &right_hash) &&
                 left_hash == right_hash)

@@ -28,6 +28,7 @@ TargetTable describe_target(Oid relid) {
         bool generated, identity_always;
     };
     struct RawIndex {
+        Oid oid;
         bool primary, usable, deferrable;
         int nkeys;
         AttrNumber keys[INDEX_MAX_KEYS];
@@ -76,6 +77,7 @@ TargetTable describe_target(Oid relid) {
             Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
             if (index->indisunique) {
                 RawIndex &r = raw_indexes[nindexes++];
+                r.oid = index->indexrelid;
                 r.primary = index->indisprimary;
                 r.deferrable = !index->indimmediate;
                 r.usable = index->indisvalid &&
@@ -108,7 +110,7 @@ TargetTable describe_target(Oid relid) {
     }
     for (int i = 0; i < nindexes; i++) {
         const RawIndex &r = raw_indexes[i];
-        TargetIndex index{r.primary, r.deferrable, {}, {}, {}, {}};
+        TargetIndex index{r.oid, r.primary, r.deferrable, {}, {}, {}, {}};
         if (r.usable) {
             index.keys.assign(r.keys, r.keys + r.nkeys);
             index.opfamilies.assign(r.opfamilies, r.opfamilies + r.nkeys);

@@ -23,6 +23,7 @@ struct TargetColumn {
 };
 
 struct TargetIndex {
+    Oid oid;
     bool primary;
     bool deferrable;
     std::vector<AttrNumber> keys; // empty when the index cannot arbitrate ON CONFLICT

@@ -1,0 +1,191 @@
+// Reading sequin.tombstones: see tombstone_table.hpp.
+#include "apply/tombstone_table.hpp"
+#include "pg/run_as_owner.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+}
+
+namespace sequin {
+
+namespace {
+
+AttrNumber column_number(TupleDesc desc, const char *name) {
+    for (int i = 0; i < desc->natts; i++)
+        if (!TupleDescAttr(desc, i)->attisdropped &&
+            strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+            return static_cast<AttrNumber>(i + 1);
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("sequin.tombstones has no column \"%s\": the extension's schema is "
+                           "older than its library",
+                           name),
+                    errhint("Run ALTER EXTENSION sequin_upsert UPDATE.")));
+    return InvalidAttrNumber;
+}
+
+Datum oid_array(const Oid *oids, int count, Oid element_type) {
+    Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * (count ? count : 1)));
+    for (int i = 0; i < count; i++)
+        elements[i] = ObjectIdGetDatum(oids[i]);
+    return PointerGetDatum(
+        construct_array(elements, count, element_type, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+} // namespace
+
+// The tombstones' index (0.3.0): its absence means a schema older than this library.
+Oid tombstones_index() {
+    Oid index = sequin_relation("tombstones_lookup");
+    if (!OidIsValid(index))
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("sequin.tombstones_lookup is missing: the extension's schema is "
+                               "older than its library"),
+                        errhint("Run ALTER EXTENSION sequin_upsert UPDATE.")));
+    return index;
+}
+
+// Opens the table to read with snapshot, or with a new MVCC snapshot when it is NULL.
+void open_tombstones(TombstoneTable *table, const CompiledMapping &mapping, Snapshot snapshot) {
+    table->index = tombstones_index();
+    table->rel = table_open(sequin_relation("tombstones"), AccessShareLock);
+    TupleDesc desc = RelationGetDescr(table->rel);
+    table->collection_id = column_number(desc, "collection_id");
+    table->key_hash = column_number(desc, "key_hash");
+    table->key = column_number(desc, "key");
+    table->version = column_number(desc, "version");
+    table->key_types = column_number(desc, "key_types");
+    table->version_type = column_number(desc, "version_type");
+    table->created_by = column_number(desc, "created_by");
+    table->binds_all = column_number(desc, "binds_all");
+    table->registered = snapshot == nullptr;
+    table->snapshot = snapshot ? snapshot : RegisterSnapshot(GetTransactionSnapshot());
+    table->caller = GetUserId();
+    table->caller_under_rls =
+        check_enable_rls(mapping.row.target_table, InvalidOid, true) == RLS_ENABLED;
+}
+
+void close_tombstones(TombstoneTable *table) {
+    if (table->registered)
+        UnregisterSnapshot(table->snapshot);
+    table_close(table->rel, AccessShareLock);
+}
+
+// Scan keys on collection_id (and key_hash unless with_hash is false).
+int tombstone_scan_keys(const TombstoneTable &table, const CompiledMapping &mapping,
+                        ScanKeyData *keys, bool with_hash, uint32 hash) {
+    Oid collation =
+        TupleDescAttr(RelationGetDescr(table.rel), table.collection_id - 1)->attcollation;
+    ScanKeyEntryInitialize(&keys[0], 0, table.collection_id, BTEqualStrategyNumber, InvalidOid,
+                           collation, F_TEXTEQ,
+                           CStringGetTextDatum(mapping.row.collection_id.c_str()));
+    if (!with_hash)
+        return 1;
+    ScanKeyInit(&keys[1], table.key_hash, BTEqualStrategyNumber, F_INT8EQ,
+                Int64GetDatum(static_cast<int64>(hash)));
+    return 2;
+}
+
+// Does the tombstone bind the caller? Under row-level security, only the caller's own do.
+bool binds_caller(const TombstoneTable &table, HeapTuple tuple) {
+    TupleDesc desc = RelationGetDescr(table.rel);
+    bool isnull;
+    Oid creator = DatumGetObjectId(heap_getattr(tuple, table.created_by, desc, &isnull));
+    if (!isnull && creator == table.caller)
+        return true;
+    if (table.caller_under_rls)
+        return false;
+    Datum binds_all = heap_getattr(tuple, table.binds_all, desc, &isnull);
+    return isnull || DatumGetBool(binds_all);
+}
+
+// A tombstone's text as a value of column's base type (under the fixed settings).
+Datum read_value(TombstoneColumn &column, Datum stored) {
+    return InputFunctionCall(&column.input, TextDatumGetCString(stored), column.input_ioparam,
+                             column.base_typmod);
+}
+
+// Is the tombstone's key (text[]) equal to the record's key for the unique index?
+bool key_matches(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int record) {
+    CompiledMapping *mapping = chunk->mapping;
+    bool isnull;
+    Datum stored = heap_getattr(tuple, table.key, RelationGetDescr(table.rel), &isnull);
+    if (isnull)
+        return false;
+    Datum *texts;
+    bool *nulls;
+    int count;
+    deconstruct_array(DatumGetArrayTypeP(stored), TEXTOID, -1, false, TYPALIGN_INT, &texts, &nulls,
+                      &count);
+    if (count != static_cast<int>(mapping->key_columns.size()))
+        return false;
+    const Datum *values = row_values(chunk, record);
+    for (int k = 0; k < count; k++) {
+        if (nulls[k])
+            return false;
+        KeyEquality &equality = mapping->key_equality[k];
+        Datum value = read_value(mapping->tombstone_key[k], texts[k]);
+        if (DatumGetInt32(FunctionCall2Coll(&equality.compare, equality.collation, value,
+                                            values[mapping->key_columns[k]])) != 0)
+            return false;
+    }
+    return true;
+}
+
+// The newest version among the tombstones of the record's key that bind the caller.
+bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Datum *newest) {
+    CompiledMapping *mapping = chunk->mapping;
+    ScanKeyData keys[2];
+    int nkeys = tombstone_scan_keys(table, *mapping, keys, true, chunk->keys[record].hash);
+    SysScanDesc scan =
+        systable_beginscan(table.rel, table.index, true, table.snapshot, nkeys, keys);
+    bool found = false;
+    HeapTuple tuple;
+    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+        if (!binds_caller(table, tuple) || !key_matches(chunk, table, tuple, record))
+            continue;
+        bool isnull;
+        Datum stored = heap_getattr(tuple, table.version, RelationGetDescr(table.rel), &isnull);
+        if (isnull)
+            continue;
+        Datum version = read_value(mapping->tombstone_version, stored);
+        if (!found || DatumGetInt32(FunctionCall2Coll(
+                          &mapping->order_compare, mapping->order_collation, version, *newest)) > 0)
+            *newest = version;
+        found = true;
+    }
+    systable_endscan(scan);
+    return found;
+}
+
+// Is the record's version newer than newest (the record's NULL version is never newer)?
+bool record_is_newer(Chunk *chunk, int record, Datum newest) {
+    CompiledMapping *mapping = chunk->mapping;
+    int order = mapping->order_column;
+    if (row_nulls(chunk, record)[order])
+        return false;
+    return DatumGetInt32(FunctionCall2Coll(&mapping->order_compare, mapping->order_collation,
+                                           row_values(chunk, record)[order], newest)) > 0;
+}
+
+Datum text_array(Datum *texts, int count) {
+    return PointerGetDatum(construct_array(texts, count, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+Datum key_types_array(const CompiledMapping &mapping) {
+    int count = static_cast<int>(mapping.tombstone_key.size());
+    Oid *types = static_cast<Oid *>(palloc(sizeof(Oid) * (count ? count : 1)));
+    for (int k = 0; k < count; k++)
+        types[k] = mapping.tombstone_key[k].base_type;
+    return oid_array(types, count, REGTYPEOID);
+}
+
+} // namespace sequin

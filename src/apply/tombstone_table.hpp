@@ -1,0 +1,51 @@
+// Reading sequin.tombstones in C: the rows of a key, which of them bind the caller, their
+// values as typed values (read under fixed settings), compared with a record's. Shared by
+// the tombstone steps (tombstones.cpp, tombstone_types.cpp). C-shaped server code.
+#pragma once
+
+#include "apply/chunk.hpp"
+
+extern "C" {
+#include "access/htup.h"
+#include "utils/rel.h"
+#include "utils/snapshot.h"
+}
+
+namespace sequin {
+
+// sequin.tombstones opened for a look-up, with the numbers of the columns read.
+struct TombstoneTable {
+    Relation rel;
+    Oid index; // tombstones_lookup: (collection_id, key_hash)
+    Snapshot snapshot;
+    bool registered; // snapshot is ours to unregister
+    AttrNumber collection_id, key_hash, key, version, key_types, version_type, created_by,
+        binds_all;
+    Oid caller;
+    bool caller_under_rls; // row-level security applies to the caller on the target
+};
+
+// The tombstones' index (0.3.0): its absence means a schema older than this library.
+Oid tombstones_index();
+// Opens the table to read with snapshot, or with a new MVCC snapshot when it is NULL.
+void open_tombstones(TombstoneTable *table, const CompiledMapping &mapping,
+                     Snapshot snapshot = nullptr);
+void close_tombstones(TombstoneTable *table);
+// Scan keys on collection_id (and key_hash unless with_hash is false).
+int tombstone_scan_keys(const TombstoneTable &table, const CompiledMapping &mapping,
+                        ScanKeyData *keys, bool with_hash, uint32 hash);
+// Does the tombstone bind the caller? Under row-level security, only the caller's own do.
+bool binds_caller(const TombstoneTable &table, HeapTuple tuple);
+// A tombstone's text as a value of column's base type (under the fixed settings).
+Datum read_value(TombstoneColumn &column, Datum stored);
+// Is the tombstone's key (text[]) equal to the record's key for the unique index?
+bool key_matches(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int record);
+// The newest version among the tombstones of the record's key that bind the caller.
+bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Datum *newest);
+// Is the record's version newer than newest (the record's NULL version is never newer)?
+bool record_is_newer(Chunk *chunk, int record, Datum newest);
+Datum text_array(Datum *texts, int count);
+// The mapping's key column base types as a regtype[].
+Datum key_types_array(const CompiledMapping &mapping);
+
+} // namespace sequin

@@ -1,0 +1,32 @@
+// Races between a delete and an insert of one key in two transactions, settled the way
+// PostgreSQL settles unique checks: each side writes first (the row, or the tombstone), then
+// looks for the other's write with a dirty snapshot. At least one of two racing writers
+// sees the other. A write found in progress is waited for when its writer is younger (a
+// later transaction id), or yielded to when it is older: the yielding side rolls its
+// statement back, waits, and runs it again, so no two writers wait for each other. A write
+// found committed (it came after this statement's look-up) means the statement was based on
+// an old picture: at READ COMMITTED it runs again (looked up anew); at REPEATABLE READ and
+// above it raises 40001, as PostgreSQL does. Either way the outcome is one of the two serial
+// orders: never a row beside a newer tombstone. C-shaped server code.
+#pragma once
+
+#include "apply/chunk.hpp"
+
+namespace sequin {
+
+// After a statement that may have inserted rows for records (keys not stored when looked
+// up): a tombstone as new as a record, written by another transaction meanwhile.
+void settle_inserts(Chunk *chunk, const int *records, int count);
+
+// After the DELETE of records (and their tombstones): a row of such a key, older than the
+// delete, written by another transaction meanwhile.
+void settle_deletes(Chunk *chunk, const int *records, int count);
+
+// Is the error just caught a write conflict raised here, at READ COMMITTED (to retry)?
+bool write_conflict_retryable(int sqlstate);
+
+// Was the error just caught a write conflict raised here?
+// Then *yield_to is the transaction to wait for first (or InvalidTransactionId). Clears it.
+bool take_write_conflict(int sqlstate, TransactionId *yield_to);
+
+} // namespace sequin
