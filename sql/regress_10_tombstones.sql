@@ -64,6 +64,20 @@ SELECT count(*) AS tombstones_before FROM sequin.tombstones WHERE collection_id 
 SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.nums", "data": {"n": 1.0}, "updated_idx": 5, "deleted": true}');
 SELECT count(*) AS tombstones_after FROM sequin.tombstones WHERE collection_id = 'tomb.nums';
 
+-- A partitioned target: deletes look for racing inserts partition by partition.
+CREATE TABLE tomb.parts (k int PRIMARY KEY, v int) PARTITION BY RANGE (k);
+CREATE TABLE tomb.parts_a PARTITION OF tomb.parts FOR VALUES FROM (0) TO (1000);
+CREATE TABLE tomb.parts_b (v int, k int NOT NULL);
+ALTER TABLE tomb.parts ATTACH PARTITION tomb.parts_b FOR VALUES FROM (1000) TO (2000);
+SELECT sequin.create_mapping('tomb.parts', 'tomb.parts', '{"k": "id", "v": "updated_idx"}', order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('[{"id": 2, "collection_id": "tomb.parts", "updated_idx": 1},
+                                     {"id": 1500, "collection_id": "tomb.parts", "updated_idx": 1}]');
+SELECT * FROM sequin.sequin_upsert('[{"id": 2, "collection_id": "tomb.parts", "updated_idx": 2, "deleted": true},
+                                     {"id": 1500, "collection_id": "tomb.parts", "updated_idx": 2, "deleted": true},
+                                     {"id": 1700, "collection_id": "tomb.parts", "updated_idx": 2, "deleted": true}]');
+SELECT * FROM sequin.sequin_upsert('{"id": 1500, "collection_id": "tomb.parts", "updated_idx": 1}');
+SELECT count(*) AS rows_left FROM tomb.parts;
+
 -- A retyped order column: refused with the mapping and the column named.
 CREATE TABLE tomb.retyped (id text PRIMARY KEY, v bigint);
 SELECT sequin.create_mapping('tomb.retyped', 'tomb.retyped', '{"id": "id", "v": "updated_idx"}', order_column => 'v');

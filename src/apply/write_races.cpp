@@ -8,6 +8,10 @@ extern "C" {
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "utils/lsyscache.h"
 #include "executor/tuptable.h"
 #include "storage/lmgr.h"
 #include "utils/rel.h"
@@ -42,12 +46,32 @@ void wait_or_yield(TransactionId writer, const char *what) {
     XactLockTableWait(writer, nullptr, nullptr, XLTW_None);
 }
 
-// The rows of the record's key in the target, as a dirty snapshot sees them: returns the
-// transaction writing one, or sets *older when a committed row holds a version older than
-// the record's (a row this statement's DELETE should have removed).
-TransactionId concurrent_row(Chunk *chunk, Relation heap, Relation index, TupleTableSlot *slot,
-                             int record, SnapshotData *dirty, bool *older) {
+// The rows of the record's key in the table heap_oid (through its index index_oid), as a
+// dirty snapshot sees them: returns the transaction writing one, or sets *older when a
+// committed row holds a version older than the record's (one this statement's DELETE should
+// have removed). A partitioned table is searched partition by partition.
+TransactionId concurrent_row(Chunk *chunk, Oid heap_oid, Oid index_oid, int record,
+                             SnapshotData *dirty, bool *older) {
     CompiledMapping *mapping = chunk->mapping;
+    if (get_rel_relkind(heap_oid) == RELKIND_PARTITIONED_TABLE) {
+        List *partitions = find_inheritance_children(heap_oid, AccessShareLock);
+        ListCell *cell;
+        foreach (cell, partitions) {
+            Relation partition = table_open(lfirst_oid(cell), AccessShareLock);
+            Oid partition_index = index_get_partition(partition, index_oid);
+            table_close(partition, AccessShareLock);
+            if (!OidIsValid(partition_index))
+                continue;
+            TransactionId writer =
+                concurrent_row(chunk, lfirst_oid(cell), partition_index, record, dirty, older);
+            if (TransactionIdIsValid(writer) || *older)
+                return writer;
+        }
+        return InvalidTransactionId;
+    }
+    Relation heap = table_open(heap_oid, AccessShareLock);
+    Relation index = index_open(index_oid, AccessShareLock);
+    TupleTableSlot *slot = table_slot_create(heap, nullptr);
     int key_count = static_cast<int>(mapping->key_columns.size());
     ScanKeyData *keys = static_cast<ScanKeyData *>(palloc(sizeof(ScanKeyData) * key_count));
     const Datum *values = row_values(chunk, record);
@@ -57,12 +81,13 @@ TransactionId concurrent_row(Chunk *chunk, Relation heap, Relation index, TupleT
                                InvalidOid, equality.collation, equality.equality_proc,
                                values[mapping->key_columns[k]]);
     }
+    int order = mapping->order_column;
+    // A partition may number its columns otherwise than the partitioned table.
+    AttrNumber order_attnum = get_attnum(heap_oid, mapping->columns[order].name.c_str());
     IndexScanDesc scan = index_beginscan(heap, index, dirty, key_count, 0);
     index_rescan(scan, keys, key_count, nullptr, 0);
     TransactionId writer = InvalidTransactionId;
     *older = false;
-    int order = mapping->order_column;
-    AttrNumber order_attnum = mapping->columns[order].attnum;
     while (index_getnext_slot(scan, ForwardScanDirection, slot)) {
         TransactionId in_progress = TransactionIdIsValid(dirty->xmin) ? dirty->xmin : dirty->xmax;
         if (TransactionIdIsValid(in_progress) &&
@@ -79,7 +104,9 @@ TransactionId concurrent_row(Chunk *chunk, Relation heap, Relation index, TupleT
             *older = true;
     }
     index_endscan(scan);
-    ExecClearTuple(slot);
+    ExecDropSingleTupleTableSlot(slot);
+    index_close(index, AccessShareLock);
+    table_close(heap, AccessShareLock);
     return writer;
 }
 
@@ -111,17 +138,14 @@ void settle_deletes(Chunk *chunk, const int *records, int count) {
     CompiledMapping *mapping = chunk->mapping;
     if (mapping->order_column < 0 || count == 0 || !OidIsValid(mapping->key_index))
         return;
-    Relation heap = table_open(mapping->row.target_table, AccessShareLock);
-    Relation index = index_open(mapping->key_index, AccessShareLock);
-    TupleTableSlot *slot = table_slot_create(heap, nullptr);
     SnapshotData dirty;
     InitDirtySnapshot(dirty);
     bool redo = false;
     for (int i = 0; i < count && !redo; i++) {
         while (true) {
             bool older;
-            TransactionId writer =
-                concurrent_row(chunk, heap, index, slot, records[i], &dirty, &older);
+            TransactionId writer = concurrent_row(chunk, mapping->row.target_table,
+                                                  mapping->key_index, records[i], &dirty, &older);
             if (!TransactionIdIsValid(writer)) {
                 // A committed row the DELETE did not see: it came after the statement's
                 // snapshot (run again), or row-level security hides it from the caller
@@ -132,9 +156,6 @@ void settle_deletes(Chunk *chunk, const int *records, int count) {
             wait_or_yield(writer, "insert");
         }
     }
-    ExecDropSingleTupleTableSlot(slot);
-    index_close(index, AccessShareLock);
-    table_close(heap, AccessShareLock);
     if (redo)
         raise_conflict(InvalidTransactionId, "insert");
 }
