@@ -1,6 +1,7 @@
 // Races between deletes and inserts of one key: see write_races.hpp.
 #include "apply/write_races.hpp"
 #include "apply/tombstones.hpp"
+#include "pg/compat.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -84,7 +85,7 @@ TransactionId concurrent_row(Chunk *chunk, Oid heap_oid, Oid index_oid, int reco
     int order = mapping->order_column;
     // A partition may number its columns otherwise than the partitioned table.
     AttrNumber order_attnum = get_attnum(heap_oid, mapping->columns[order].name.c_str());
-    IndexScanDesc scan = index_beginscan(heap, index, dirty, key_count, 0);
+    IndexScanDesc scan = sequin_index_beginscan(heap, index, dirty, key_count);
     index_rescan(scan, keys, key_count, nullptr, 0);
     TransactionId writer = InvalidTransactionId;
     *older = false;

@@ -5,6 +5,7 @@
 //   17  MyBackendId (1-based, storage/backendid.h) is MyProcNumber (0-based,
 //       storage/procnumber.h): sequin_backend_slot()
 //   18  RelationGetPrimaryKeyIndex() takes bool deferrable_ok: sequin_primary_key_index()
+//   18  index_beginscan() takes IndexScanInstrumentation *: sequin_index_beginscan()
 //   18  heap_inplace_update() is gone; systable_inplace_update_begin/_finish/_cancel exist
 //       since 15.9, 16.5 and 17.1: sequin_inplace_update()
 //
@@ -71,6 +72,17 @@ static inline Oid sequin_primary_key_index(Relation rel) {
     return RelationGetPrimaryKeyIndex(rel, false);
 #else
     return RelationGetPrimaryKeyIndex(rel);
+#endif
+}
+
+// An index scan with nkeys scan keys and no ORDER BY keys. 18 takes an
+// IndexScanInstrumentation * (for EXPLAIN ANALYZE): none here.
+static inline IndexScanDesc sequin_index_beginscan(Relation heap, Relation index, Snapshot snapshot,
+                                                   int nkeys) {
+#if PG_VERSION_NUM >= 180000
+    return index_beginscan(heap, index, snapshot, nullptr, nkeys, 0);
+#else
+    return index_beginscan(heap, index, snapshot, nkeys, 0);
 #endif
 }
 
