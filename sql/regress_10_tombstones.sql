@@ -87,6 +87,32 @@ SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "s", "collection_id": "t
 DELETE FROM sequin.tombstones WHERE collection_id = 'tomb.retyped';
 SELECT * FROM sequin.sequin_upsert('{"id": "s", "collection_id": "tomb.retyped", "updated_idx": 7}');
 
+-- The key means something else now (another key column, or another collation of the
+-- unique index): the tombstones are refused, naming the mapping and both meanings.
+CREATE TABLE tomb.rekeyed (a text UNIQUE, b text UNIQUE, v bigint);
+SELECT sequin.create_mapping('tomb.rekeyed', 'tomb.rekeyed', '{"a": "data.a", "b": "data.b", "v": "updated_idx"}',
+                             conflict_columns => '{a}', order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.rekeyed", "updated_idx": 10, "data": {"a": "X"}, "deleted": true}');
+UPDATE sequin.mappings SET conflict_columns = '{b}' WHERE collection_id = 'tomb.rekeyed';
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.rekeyed", "updated_idx": 5, "data": {"a": "new", "b": "X"}}')$$);
+CREATE TABLE tomb.recollated (k text COLLATE tomb.ci PRIMARY KEY, v bigint);
+SELECT sequin.create_mapping('tomb.recollated', 'tomb.recollated', '{"k": "data.k", "v": "updated_idx"}', order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.recollated", "updated_idx": 10, "data": {"k": "ABC"}, "deleted": true}');
+ALTER TABLE tomb.recollated ALTER COLUMN k TYPE text COLLATE "C";
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.recollated", "updated_idx": 5, "data": {"k": "ABC"}}')$$);
+SELECT count(*) AS resurrected FROM tomb.recollated;
+
+-- A tombstone that cannot be read any more (an enum value renamed): the error names the
+-- mapping and says how to remove it.
+CREATE TYPE tomb.grade AS ENUM ('a', 'b', 'c');
+CREATE TABLE tomb.graded (k tomb.grade PRIMARY KEY, v tomb.grade);
+SELECT sequin.create_mapping('tomb.graded', 'tomb.graded', '{"k": "data.k", "v": "data.v"}', order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.graded", "data": {"k": "a", "v": "b"}, "deleted": true}');
+ALTER TYPE tomb.grade RENAME VALUE 'b' TO 'bb';
+\set VERBOSITY default
+SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.graded", "data": {"k": "a", "v": "a"}}');
+\set VERBOSITY terse
+
 -- A non-superuser target owner's domain on the order column, and a trigger: their code
 -- runs only as the caller, never as the extension's owner.
 CALL create_role_once('tomb_owner');

@@ -40,6 +40,15 @@ Datum oid_array(const Oid *oids, int count, Oid element_type) {
         construct_array(elements, count, element_type, sizeof(Oid), true, TYPALIGN_INT));
 }
 
+// A tombstone that cannot be read (say, an enum value renamed since): which mapping, and how
+// to get rid of it.
+void reading_tombstones_context(void *arg) {
+    const TombstoneTable *table = static_cast<const TombstoneTable *>(arg);
+    errcontext("reading the tombstones of mapping \"%s\" (sequin.prune_tombstones(), or a DELETE "
+               "on sequin.tombstones as the extension's owner, removes them)",
+               table->mapping->row.collection_id.c_str());
+}
+
 } // namespace
 
 // The tombstones' index (0.3.0): its absence means a schema older than this library.
@@ -68,12 +77,19 @@ void open_tombstones(TombstoneTable *table, const CompiledMapping &mapping, Snap
     table->binds_all = column_number(desc, "binds_all");
     table->registered = snapshot == nullptr;
     table->snapshot = snapshot ? snapshot : RegisterSnapshot(GetTransactionSnapshot());
+    table->mapping = &mapping;
+    table->context.previous = error_context_stack;
+    table->context.callback = reading_tombstones_context;
+    table->context.arg = table;
+    error_context_stack = &table->context;
     table->caller = GetUserId();
+    namestrcpy(&table->caller_name, GetUserNameFromId(table->caller, false));
     table->caller_under_rls =
         check_enable_rls(mapping.row.target_table, InvalidOid, true) == RLS_ENABLED;
 }
 
 void close_tombstones(TombstoneTable *table) {
+    error_context_stack = table->context.previous;
     if (table->registered)
         UnregisterSnapshot(table->snapshot);
     table_close(table->rel, AccessShareLock);
@@ -98,8 +114,8 @@ int tombstone_scan_keys(const TombstoneTable &table, const CompiledMapping &mapp
 bool binds_caller(const TombstoneTable &table, HeapTuple tuple) {
     TupleDesc desc = RelationGetDescr(table.rel);
     bool isnull;
-    Oid creator = DatumGetObjectId(heap_getattr(tuple, table.created_by, desc, &isnull));
-    if (!isnull && creator == table.caller)
+    Datum creator = heap_getattr(tuple, table.created_by, desc, &isnull);
+    if (!isnull && strcmp(NameStr(*DatumGetName(creator)), NameStr(table.caller_name)) == 0)
         return true;
     if (table.caller_under_rls)
         return false;

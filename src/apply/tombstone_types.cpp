@@ -34,45 +34,62 @@ void reading_tombstone_context(void *arg) {
 // refused, naming the mapping and the column. Converting them would run casts.
 void refuse_other_types(CompiledMapping *mapping, const PlanRun &as_owner) {
     static SPIPlanPtr plan = nullptr;
-    static const Oid types[3] = {TEXTOID, REGTYPEARRAYOID, REGTYPEOID};
+    static const Oid types[4] = {TEXTOID, REGTYPEARRAYOID, REGTYPEOID, TEXTOID};
     kept_plan(&plan,
-              "SELECT key_types, version_type FROM sequin.tombstones "
+              "SELECT key_types, version_type, key_signature FROM sequin.tombstones "
               "WHERE collection_id OPERATOR(pg_catalog.=) $1 AND key_types IS NOT NULL "
               "AND (key_types OPERATOR(pg_catalog.<>) $2 "
-              "OR version_type OPERATOR(pg_catalog.<>) $3) LIMIT 1",
-              3, types);
-    Datum args[3] = {CStringGetTextDatum(mapping->row.collection_id.c_str()),
+              "OR version_type OPERATOR(pg_catalog.<>) $3 "
+              "OR key_signature OPERATOR(pg_catalog.<>) $4 COLLATE \"C\") LIMIT 1",
+              4, types);
+    Datum args[4] = {CStringGetTextDatum(mapping->row.collection_id.c_str()),
                      key_types_array(*mapping),
-                     ObjectIdGetDatum(mapping->tombstone_version.base_type)};
+                     ObjectIdGetDatum(mapping->tombstone_version.base_type),
+                     CStringGetTextDatum(mapping->key_signature.c_str())};
     if (run_kept_plan(plan, "find tombstones of other types", args, nullptr, as_owner) == 0)
         return;
+    const char *collection = mapping->row.collection_id.c_str();
     bool isnull;
     HeapTuple tuple = SPI_tuptable->vals[0];
+    TupleDesc desc = SPI_tuptable->tupdesc;
     Datum *stored;
     bool *nulls;
     int count;
-    deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 1, &isnull)),
-                      REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT, &stored, &nulls, &count);
-    const MappedColumn *column = &mapping->columns[mapping->order_column];
-    Oid was = DatumGetObjectId(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
-    Oid now = mapping->tombstone_version.base_type;
-    for (int k = 0; k < count && k < static_cast<int>(mapping->key_columns.size()); k++)
-        if (DatumGetObjectId(stored[k]) != mapping->tombstone_key[k].base_type) {
-            column = &mapping->columns[mapping->key_columns[k]];
-            was = DatumGetObjectId(stored[k]);
-            now = mapping->tombstone_key[k].base_type;
-            break;
+    deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, desc, 1, &isnull)), REGTYPEOID,
+                      sizeof(Oid), true, TYPALIGN_INT, &stored, &nulls, &count);
+    const MappedColumn *column = nullptr;
+    Oid was = InvalidOid, now = InvalidOid;
+    if (count == static_cast<int>(mapping->key_columns.size())) {
+        for (int k = 0; k < count && !column; k++)
+            if (DatumGetObjectId(stored[k]) != mapping->tombstone_key[k].base_type) {
+                column = &mapping->columns[mapping->key_columns[k]];
+                was = DatumGetObjectId(stored[k]);
+                now = mapping->tombstone_key[k].base_type;
+            }
+        Oid version = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
+        if (!column && version != mapping->tombstone_version.base_type) {
+            column = &mapping->columns[mapping->order_column];
+            was = version;
+            now = mapping->tombstone_version.base_type;
         }
-    ereport(ERROR,
-            (errcode(ERRCODE_DATATYPE_MISMATCH),
-             errmsg("mapping \"%s\": column \"%s\" is of type %s now, but the collection's "
-                    "tombstones hold its values as %s",
-                    mapping->row.collection_id.c_str(), column->name.c_str(), format_type_be(now),
-                    format_type_extended(was, -1, FORMAT_TYPE_ALLOW_INVALID)),
-             errhint("Delete them (DELETE FROM sequin.tombstones WHERE collection_id = '%s', as "
-                     "its owner) or prune them with sequin.prune_tombstones(); they are not "
-                     "converted, as that would run casts with the owner's rights.",
-                     mapping->row.collection_id.c_str())));
+    }
+    const char *hint = "Delete them (DELETE FROM sequin.tombstones WHERE collection_id = '%s', as "
+                       "the extension's owner) or prune them with sequin.prune_tombstones(); they "
+                       "are not converted, as that would run casts with the owner's rights.";
+    if (column)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("mapping \"%s\": column \"%s\" is of type %s now, but the "
+                               "collection's tombstones hold its values as %s",
+                               collection, column->name.c_str(), format_type_be(now),
+                               format_type_extended(was, -1, FORMAT_TYPE_ALLOW_INVALID)),
+                        errhint(hint, collection)));
+    char *signature = SPI_getvalue(tuple, desc, 3);
+    ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                    errmsg("mapping \"%s\": its key is now (%s), but the collection's tombstones "
+                           "were written for the key (%s)",
+                           collection, mapping->key_signature.c_str(),
+                           signature ? signature : "unknown"),
+                    errhint(hint, collection)));
 }
 
 // Tombstones from before 0.3.0 (text written under the session's settings, no hash): read
@@ -91,12 +108,13 @@ void adopt_old_tombstones(CompiledMapping *mapping, const PlanRun &as_owner) {
     if (rows == 0)
         return;
     SPITupleTable *old_rows = SPI_tuptable;
-    static const Oid update_types[6] = {TIDOID,  TEXTARRAYOID,    TEXTOID,
-                                        INT8OID, REGTYPEARRAYOID, REGTYPEOID};
+    static const Oid update_types[7] = {TIDOID,          TEXTARRAYOID, TEXTOID, INT8OID,
+                                        REGTYPEARRAYOID, REGTYPEOID,   TEXTOID};
     kept_plan(&update_plan,
               "UPDATE sequin.tombstones SET key = $2, version = $3, key_hash = $4, "
-              "key_types = $5, version_type = $6 WHERE ctid OPERATOR(pg_catalog.=) $1",
-              6, update_types);
+              "key_types = $5, version_type = $6, key_signature = $7 "
+              "WHERE ctid OPERATOR(pg_catalog.=) $1",
+              7, update_types);
     int key_count = static_cast<int>(mapping->key_columns.size());
     Datum *texts = static_cast<Datum *>(palloc(sizeof(Datum) * (key_count + 1)));
     ReadingTombstone reading = {mapping, nullptr};
@@ -125,7 +143,7 @@ void adopt_old_tombstones(CompiledMapping *mapping, const PlanRun &as_owner) {
             texts[k] =
                 CStringGetTextDatum(OutputFunctionCall(&mapping->tombstone_key[k].output, value));
         }
-        char version_nulls[7] = "      ";
+        char version_nulls[8] = "       ";
         Datum version_text = (Datum)0;
         if (version_null) {
             version_nulls[2] = 'n';
@@ -136,12 +154,13 @@ void adopt_old_tombstones(CompiledMapping *mapping, const PlanRun &as_owner) {
                 CStringGetTextDatum(OutputFunctionCall(&mapping->tombstone_version.output, value));
         }
         leave_fixed_settings(settings);
-        Datum args[6] = {tid,
+        Datum args[7] = {tid,
                          text_array(texts, key_count),
                          version_text,
                          Int64GetDatum(static_cast<int64>(hash)),
                          key_types_array(*mapping),
-                         ObjectIdGetDatum(mapping->tombstone_version.base_type)};
+                         ObjectIdGetDatum(mapping->tombstone_version.base_type),
+                         CStringGetTextDatum(mapping->key_signature.c_str())};
         run_kept_plan(update_plan, "convert a tombstone from before 0.3.0", args, version_nulls,
                       as_owner);
     }

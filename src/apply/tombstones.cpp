@@ -153,7 +153,7 @@ void write_tombstones(Chunk *chunk, const int *records, int count, const bool *r
         rows++;
     }
     leave_fixed_settings(settings);
-    Oid caller = table.caller;
+    Datum caller = NameGetDatum(&table.caller_name);
     close_tombstones(&table);
     if (rows == 0)
         return;
@@ -167,9 +167,10 @@ void write_tombstones(Chunk *chunk, const int *records, int count, const bool *r
               PointerGetDatum(construct_array(hashes, rows, INT8OID, 8, true, TYPALIGN_DOUBLE)));
     add_param(&params, key_types_array(*mapping));
     add_param(&params, ObjectIdGetDatum(mapping->tombstone_version.base_type));
-    add_param(&params, ObjectIdGetDatum(caller));
+    add_param(&params, caller);
     add_param(&params,
               PointerGetDatum(construct_array(binds_all, rows, BOOLOID, 1, true, TYPALIGN_CHAR)));
+    add_param(&params, CStringGetTextDatum(mapping->key_signature.c_str()));
     // Prepared here, at its first use, not with the mapping: it needs the 0.3.0 schema.
     PreparedStatement &insert = mapping->tomb_insert;
     kept_plan(&insert.plan, insert.sql.c_str(), static_cast<int>(insert.arg_types.size()),

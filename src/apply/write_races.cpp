@@ -162,8 +162,10 @@ void settle_deletes(Chunk *chunk, const int *records, int count) {
 }
 
 bool write_conflict_retryable(int sqlstate) {
+    // Yielding is not a conflict yet, at any isolation level: the other writer may still
+    // roll back. At REPEATABLE READ and above only a write found committed is one.
     return conflict_raised && sqlstate == ERRCODE_T_R_SERIALIZATION_FAILURE &&
-           !IsolationUsesXactSnapshot();
+           (!IsolationUsesXactSnapshot() || TransactionIdIsValid(conflict_yield_to));
 }
 
 bool take_write_conflict(int sqlstate, TransactionId *yield_to) {

@@ -22,7 +22,8 @@ void settle_inserts(Chunk *chunk, const int *records, int count);
 // delete, written by another transaction meanwhile.
 void settle_deletes(Chunk *chunk, const int *records, int count);
 
-// Is the error just caught a write conflict raised here, at READ COMMITTED (to retry)?
+// Is the error just caught a write conflict raised here, to retry: any at READ COMMITTED;
+// above, one that yields to a writer in progress (which may still roll back)?
 bool write_conflict_retryable(int sqlstate);
 
 // Was the error just caught a write conflict raised here?

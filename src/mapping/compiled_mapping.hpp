@@ -93,6 +93,9 @@ struct CompiledMapping {
     std::vector<TombstoneColumn> tombstone_key;
     TombstoneColumn tombstone_version;
     bool tombstone_types_checked = false; // tombstones of other column types looked for
+    // What a key means: per key column its name, base type, the unique index's operator
+    // family and collation. Tombstones written under another meaning are refused.
+    std::string key_signature;
 
     // The applier's statements (see statement_builder.cpp for their shapes).
     PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)

@@ -9,6 +9,9 @@
 
 extern "C" {
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_opfamily.h"
+#include "utils/syscache.h"
 #include "catalog/pg_type.h"
 #include "access/nbtree.h"
 #include "utils/builtins.h"
@@ -102,6 +105,29 @@ void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
                 equality.hash.fn_oid = InvalidOid;
         });
         compiled.key_equality.push_back(equality);
+        char *meaning = pg_guard([&] {
+            HeapTuple tuple = SearchSysCache1(OPFAMILYOID, ObjectIdGetDatum(opfamily));
+            if (!HeapTupleIsValid(tuple))
+                elog(ERROR, "cache lookup failed for operator family %u", opfamily);
+            Form_pg_opfamily form = (Form_pg_opfamily)GETSTRUCT(tuple);
+            char *family = quote_qualified_identifier(get_namespace_name(form->opfnamespace),
+                                                      NameStr(form->opfname));
+            ReleaseSysCache(tuple);
+            char *collation_name = nullptr;
+            if (OidIsValid(equality.collation)) {
+                HeapTuple coll = SearchSysCache1(COLLOID, ObjectIdGetDatum(equality.collation));
+                if (HeapTupleIsValid(coll)) {
+                    Form_pg_collation c = (Form_pg_collation)GETSTRUCT(coll);
+                    collation_name = quote_qualified_identifier(
+                        get_namespace_name(c->collnamespace), NameStr(c->collname));
+                    ReleaseSysCache(coll);
+                }
+            }
+            return psprintf("%s %s %s%s%s", quote_identifier(compiled.columns[k].name.c_str()),
+                            format_type_be(compiled.columns[k].type->base_oid), family,
+                            collation_name ? " COLLATE " : "", collation_name ? collation_name : "");
+        });
+        compiled.key_signature += (compiled.key_signature.empty() ? "" : ", ") + std::string(meaning);
     }
 }
 

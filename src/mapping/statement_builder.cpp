@@ -261,13 +261,14 @@ class StatementBuilder {
         add_param(s, INT8ARRAYOID, "key hashes bigint[]");
         add_param(s, REGTYPEARRAYOID, "key types regtype[]");
         add_param(s, REGTYPEOID, "version type regtype");
-        add_param(s, REGROLEOID, "caller regrole");
+        add_param(s, NAMEOID, "caller name");
         add_param(s, BOOLARRAYOID, "binds every role boolean[]");
+        add_param(s, TEXTOID, "key signature text");
         s.sql = "INSERT INTO sequin.tombstones (collection_id, key, version, key_hash, key_types, "
-                "version_type, created_by, binds_all, deleted_at) "
+                "version_type, created_by, binds_all, key_signature, deleted_at) "
                 "SELECT $1, $2[(g.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) $3 "
                 "OPERATOR(pg_catalog.+) 1 : g.n OPERATOR(pg_catalog.*) $3], $4[g.n], $5[g.n], $6, "
-                "$7, $8, $9[g.n], pg_catalog.now() "
+                "$7, $8, $9[g.n], $10, pg_catalog.now() "
                 "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($4)) AS g(n)";
     }
 };
