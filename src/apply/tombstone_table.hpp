@@ -22,10 +22,10 @@ struct TombstoneTable {
     AttrNumber collection_id, key_hash, key, version, key_types, version_type, created_by,
         binds_all;
     Oid caller;
-    NameData caller_name;   // created_by holds role names: a restore needs no such role
+    NameData caller_name; // created_by holds role names: a restore needs no such role
     const CompiledMapping *mapping;
     ErrorContextCallback context; // names the mapping in errors while the table is open
-    bool caller_under_rls; // row-level security applies to the caller on the target
+    bool caller_under_rls;        // row-level security applies to the caller on the target
 };
 
 // The tombstones' index (0.3.0): its absence means a schema older than this library.

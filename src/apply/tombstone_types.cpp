@@ -84,12 +84,12 @@ void refuse_other_types(CompiledMapping *mapping, const PlanRun &as_owner) {
                                format_type_extended(was, -1, FORMAT_TYPE_ALLOW_INVALID)),
                         errhint(hint, collection)));
     char *signature = SPI_getvalue(tuple, desc, 3);
-    ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                    errmsg("mapping \"%s\": its key is now (%s), but the collection's tombstones "
-                           "were written for the key (%s)",
-                           collection, mapping->key_signature.c_str(),
-                           signature ? signature : "unknown"),
-                    errhint(hint, collection)));
+    ereport(ERROR,
+            (errcode(ERRCODE_DATATYPE_MISMATCH),
+             errmsg("mapping \"%s\": its key is now (%s), but the collection's tombstones "
+                    "were written for the key (%s)",
+                    collection, mapping->key_signature.c_str(), signature ? signature : "unknown"),
+             errhint(hint, collection)));
 }
 
 // Tombstones from before 0.3.0 (text written under the session's settings, no hash): read

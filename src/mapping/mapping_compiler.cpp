@@ -125,9 +125,11 @@ void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
             }
             return psprintf("%s %s %s%s%s", quote_identifier(compiled.columns[k].name.c_str()),
                             format_type_be(compiled.columns[k].type->base_oid), family,
-                            collation_name ? " COLLATE " : "", collation_name ? collation_name : "");
+                            collation_name ? " COLLATE " : "",
+                            collation_name ? collation_name : "");
         });
-        compiled.key_signature += (compiled.key_signature.empty() ? "" : ", ") + std::string(meaning);
+        compiled.key_signature +=
+            (compiled.key_signature.empty() ? "" : ", ") + std::string(meaning);
     }
 }
 
