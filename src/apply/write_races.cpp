@@ -2,6 +2,7 @@
 #include "apply/write_races.hpp"
 #include "apply/tombstones.hpp"
 #include "pg/compat.hpp"
+#include "pg/fixed_settings.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -160,11 +161,14 @@ void settle_inserts(Chunk *chunk, const int *records, int count) {
     InitDirtySnapshot(dirty);
     if (!collection_has_any_tombstone(chunk, &dirty))
         return; // a delete starting now finds our rows instead
+    TombstoneTable table;
+    open_tombstones(&table, *mapping, &dirty);
+    int settings = enter_fixed_settings();
     for (int i = 0; i < count; i++) {
         int record = records[i];
         while (true) {
             bool committed;
-            TransactionId writer = concurrent_tombstone(chunk, record, &dirty, &committed);
+            TransactionId writer = concurrent_tombstone(chunk, table, record, &dirty, &committed);
             if (committed)
                 raise_conflict(InvalidTransactionId, "delete");
             if (!TransactionIdIsValid(writer))
@@ -172,6 +176,8 @@ void settle_inserts(Chunk *chunk, const int *records, int count) {
             wait_or_yield(writer, "delete");
         }
     }
+    leave_fixed_settings(settings);
+    close_tombstones(&table);
 }
 
 void settle_deletes(Chunk *chunk, const int *records, int count) {
