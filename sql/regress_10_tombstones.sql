@@ -102,6 +102,18 @@ ALTER TABLE tomb.recollated ALTER COLUMN k TYPE text COLLATE "C";
 SELECT try($$SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.recollated", "updated_idx": 5, "data": {"k": "ABC"}}')$$);
 SELECT count(*) AS resurrected FROM tomb.recollated;
 
+-- A unique index whose collation differs from its column's: the statements compare with
+-- the index's collation, so "ABC" updates and deletes the row stored as "abc".
+CREATE TABLE tomb.indexed_ci (k text, v bigint, d text);
+CREATE UNIQUE INDEX ON tomb.indexed_ci (k COLLATE tomb.ci);
+SELECT sequin.create_mapping('tomb.indexed_ci', 'tomb.indexed_ci', '{"k": "data.k", "v": "updated_idx", "d": "data.d"}',
+                             conflict_columns => '{k}', order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.indexed_ci", "updated_idx": 1, "data": {"k": "abc", "d": "v1"}}');
+SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.indexed_ci", "updated_idx": 2, "data": {"k": "ABC", "d": "v2"}}');
+SELECT k, v, d FROM tomb.indexed_ci;
+SELECT * FROM sequin.sequin_upsert('{"collection_id": "tomb.indexed_ci", "updated_idx": 3, "data": {"k": "Abc"}, "deleted": true}');
+SELECT count(*) AS rows_left FROM tomb.indexed_ci;
+
 -- A tombstone that cannot be read any more (an enum value renamed): the error names the
 -- mapping and says how to remove it.
 CREATE TYPE tomb.grade AS ENUM ('a', 'b', 'c');

@@ -117,9 +117,6 @@ bool is_new_upsert(const Chunk *chunk, int record);
 int select_records(const Chunk *chunk, int *records, RecordFilter wanted);
 // Marks which wanted records' keys are stored, and skips those that are stale.
 void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted);
-// Looks up the first record still to upsert alone: is its key stored? (A chunk of new keys
-// says no; a replay says yes, before anything is written.)
-bool first_upsert_is_stored(Chunk *chunk);
 
 // ---- chunk_writes.cpp
 enum WriteKind {

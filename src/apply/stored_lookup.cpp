@@ -66,13 +66,4 @@ void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted) {
     lookup_records(chunk, scratch, select_records(chunk, scratch, wanted));
 }
 
-bool first_upsert_is_stored(Chunk *chunk) {
-    for (int record = 0; record < chunk->count; record++)
-        if (chunk->state[record] == Upsert) {
-            lookup_records(chunk, &record, 1);
-            return chunk->stored[record];
-        }
-    return false;
-}
-
 } // namespace sequin

@@ -28,14 +28,12 @@ bool collection_has_any_tombstone(Chunk *chunk, SnapshotData *dirty) {
     return found;
 }
 
-TransactionId concurrent_tombstone(Chunk *chunk, int record, SnapshotData *dirty, bool *committed) {
+TransactionId concurrent_tombstone(Chunk *chunk, const TombstoneTable &table, int record,
+                                   SnapshotData *dirty, bool *committed) {
     CompiledMapping *mapping = chunk->mapping;
-    TombstoneTable table;
-    open_tombstones(&table, *mapping, dirty);
     ScanKeyData keys[2];
     int nkeys = tombstone_scan_keys(table, *mapping, keys, true, chunk->keys[record].hash);
     SysScanDesc scan = systable_beginscan(table.rel, table.index, true, dirty, nkeys, keys);
-    int settings = enter_fixed_settings();
     TransactionId writer = InvalidTransactionId;
     *committed = false;
     HeapTuple tuple;
@@ -59,9 +57,7 @@ TransactionId concurrent_tombstone(Chunk *chunk, int record, SnapshotData *dirty
             break;
         }
     }
-    leave_fixed_settings(settings);
     systable_endscan(scan);
-    close_tombstones(&table);
     return *committed ? InvalidTransactionId : writer;
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "apply/chunk.hpp"
+#include "apply/tombstone_table.hpp"
 
 extern "C" {
 #include "utils/snapshot.h"
@@ -40,7 +41,9 @@ bool collection_has_any_tombstone(Chunk *chunk, SnapshotData *dirty);
 // With a dirty snapshot: a tombstone of the record's key that binds the caller and is as new
 // as the record, or newer. *committed when one is committed (or the caller's own); else
 // returns the transaction writing one, or InvalidTransactionId.
-TransactionId concurrent_tombstone(Chunk *chunk, int record, SnapshotData *dirty, bool *committed);
+// table: opened with open_tombstones(..., dirty), under enter_fixed_settings().
+TransactionId concurrent_tombstone(Chunk *chunk, const TombstoneTable &table, int record,
+                                   SnapshotData *dirty, bool *committed);
 
 // Once per compiled mapping: refuses tombstones written for other key or order column
 // types (naming the mapping and the column), and gives those from before 0.3.0, which have

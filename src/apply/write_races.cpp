@@ -2,6 +2,7 @@
 #include "apply/write_races.hpp"
 #include "apply/tombstones.hpp"
 #include "pg/compat.hpp"
+#include "pg/fixed_settings.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -47,6 +48,52 @@ void wait_or_yield(TransactionId writer, const char *what) {
     XactLockTableWait(writer, nullptr, nullptr, XLTW_None);
 }
 
+// Scan keys for the record's key on the unique index (index_column positions, the index's
+// equality and collation).
+ScanKeyData *key_scan_keys(Chunk *chunk, int record) {
+    CompiledMapping *mapping = chunk->mapping;
+    int key_count = static_cast<int>(mapping->key_columns.size());
+    ScanKeyData *keys = static_cast<ScanKeyData *>(palloc(sizeof(ScanKeyData) * key_count));
+    const Datum *values = row_values(chunk, record);
+    for (int k = 0; k < key_count; k++) {
+        const KeyEquality &equality = mapping->key_equality[k];
+        ScanKeyEntryInitialize(&keys[k], 0, equality.index_column, BTEqualStrategyNumber,
+                               InvalidOid, equality.collation, equality.equality_proc,
+                               values[mapping->key_columns[k]]);
+    }
+    return keys;
+}
+
+// Does the table heap_oid (partitions included) hold a row of the record's key that snapshot
+// sees? One index probe, without SQL: no plan to go stale as the table grows.
+bool row_exists(Chunk *chunk, Oid heap_oid, Oid index_oid, int record, Snapshot snapshot) {
+    if (get_rel_relkind(heap_oid) == RELKIND_PARTITIONED_TABLE) {
+        List *partitions = find_inheritance_children(heap_oid, AccessShareLock);
+        ListCell *cell;
+        foreach (cell, partitions) {
+            Relation partition = table_open(lfirst_oid(cell), AccessShareLock);
+            Oid partition_index = index_get_partition(partition, index_oid);
+            table_close(partition, AccessShareLock);
+            if (OidIsValid(partition_index) &&
+                row_exists(chunk, lfirst_oid(cell), partition_index, record, snapshot))
+                return true;
+        }
+        return false;
+    }
+    int key_count = static_cast<int>(chunk->mapping->key_columns.size());
+    Relation heap = table_open(heap_oid, AccessShareLock);
+    Relation index = index_open(index_oid, AccessShareLock);
+    TupleTableSlot *slot = table_slot_create(heap, nullptr);
+    IndexScanDesc scan = sequin_index_beginscan(heap, index, snapshot, key_count);
+    index_rescan(scan, key_scan_keys(chunk, record), key_count, nullptr, 0);
+    bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
+    index_endscan(scan);
+    ExecDropSingleTupleTableSlot(slot);
+    index_close(index, AccessShareLock);
+    table_close(heap, AccessShareLock);
+    return found;
+}
+
 // The rows of the record's key in the table heap_oid (through its index index_oid), as a
 // dirty snapshot sees them: returns the transaction writing one, or sets *older when a
 // committed row holds a version older than the record's (one this statement's DELETE should
@@ -74,14 +121,7 @@ TransactionId concurrent_row(Chunk *chunk, Oid heap_oid, Oid index_oid, int reco
     Relation index = index_open(index_oid, AccessShareLock);
     TupleTableSlot *slot = table_slot_create(heap, nullptr);
     int key_count = static_cast<int>(mapping->key_columns.size());
-    ScanKeyData *keys = static_cast<ScanKeyData *>(palloc(sizeof(ScanKeyData) * key_count));
-    const Datum *values = row_values(chunk, record);
-    for (int k = 0; k < key_count; k++) {
-        const KeyEquality &equality = mapping->key_equality[k];
-        ScanKeyEntryInitialize(&keys[k], 0, equality.index_column, BTEqualStrategyNumber,
-                               InvalidOid, equality.collation, equality.equality_proc,
-                               values[mapping->key_columns[k]]);
-    }
+    ScanKeyData *keys = key_scan_keys(chunk, record);
     int order = mapping->order_column;
     // A partition may number its columns otherwise than the partitioned table.
     AttrNumber order_attnum = get_attnum(heap_oid, mapping->columns[order].name.c_str());
@@ -121,11 +161,14 @@ void settle_inserts(Chunk *chunk, const int *records, int count) {
     InitDirtySnapshot(dirty);
     if (!collection_has_any_tombstone(chunk, &dirty))
         return; // a delete starting now finds our rows instead
+    TombstoneTable table;
+    open_tombstones(&table, *mapping, &dirty);
+    int settings = enter_fixed_settings();
     for (int i = 0; i < count; i++) {
         int record = records[i];
         while (true) {
             bool committed;
-            TransactionId writer = concurrent_tombstone(chunk, record, &dirty, &committed);
+            TransactionId writer = concurrent_tombstone(chunk, table, record, &dirty, &committed);
             if (committed)
                 raise_conflict(InvalidTransactionId, "delete");
             if (!TransactionIdIsValid(writer))
@@ -133,6 +176,8 @@ void settle_inserts(Chunk *chunk, const int *records, int count) {
             wait_or_yield(writer, "delete");
         }
     }
+    leave_fixed_settings(settings);
+    close_tombstones(&table);
 }
 
 void settle_deletes(Chunk *chunk, const int *records, int count) {
@@ -159,6 +204,21 @@ void settle_deletes(Chunk *chunk, const int *records, int count) {
     }
     if (redo)
         raise_conflict(InvalidTransactionId, "insert");
+}
+
+bool first_upsert_is_stored(Chunk *chunk) {
+    CompiledMapping *mapping = chunk->mapping;
+    if (!OidIsValid(mapping->key_index))
+        return true; // no probe: look up as usual
+    for (int record = 0; record < chunk->count; record++)
+        if (chunk->state[record] == Upsert) {
+            Snapshot snapshot = RegisterSnapshot(GetTransactionSnapshot());
+            bool found =
+                row_exists(chunk, mapping->row.target_table, mapping->key_index, record, snapshot);
+            UnregisterSnapshot(snapshot);
+            return found;
+        }
+    return false;
 }
 
 bool write_conflict_retryable(int sqlstate) {

@@ -22,6 +22,10 @@ void settle_inserts(Chunk *chunk, const int *records, int count);
 // delete, written by another transaction meanwhile.
 void settle_deletes(Chunk *chunk, const int *records, int count);
 
+// Is the first record still to upsert stored already? One index probe (write_strategy: a
+// chunk of new keys says no; a replay says yes, before anything is written).
+bool first_upsert_is_stored(Chunk *chunk);
+
 // Is the error just caught a write conflict raised here, to retry: any at READ COMMITTED;
 // above, one that yields to a writer in progress (which may still roll back)?
 bool write_conflict_retryable(int sqlstate);

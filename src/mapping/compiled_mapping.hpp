@@ -96,6 +96,9 @@ struct CompiledMapping {
     // What a key means: per key column its name, base type, the unique index's operator
     // family and collation. Tombstones written under another meaning are refused.
     std::string key_signature;
+    // Per key column: " COLLATE <the unique index's collation>" where the column has another
+    // (the statements' key condition), else empty.
+    std::vector<std::string> key_collate_sql;
 
     // The applier's statements (see statement_builder.cpp for their shapes).
     PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)

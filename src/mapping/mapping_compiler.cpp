@@ -76,7 +76,8 @@ Oid target_collation(const TargetTable &table, AttrNumber attnum) {
 // What makes two keys equal: the backing unique index's operator family and collation,
 // per key column, with a hash that agrees (none: every key hashes alike, which is slower
 // but right).
-void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
+void resolve_key_equality(CompiledMapping &compiled, const TargetTable &table,
+                          const TargetIndex &index) {
     MemoryContext context = compiled.context;
     compiled.key_index = index.oid;
     compiled.key_equality.reserve(compiled.key_columns.size());
@@ -130,6 +131,24 @@ void resolve_key_equality(CompiledMapping &compiled, const TargetIndex &index) {
         });
         compiled.key_signature +=
             (compiled.key_signature.empty() ? "" : ", ") + std::string(meaning);
+        // The statements compare with the index's collation where the column has another.
+        std::string collate;
+        Oid column_collation = target_collation(table, compiled.columns[k].attnum);
+        if (OidIsValid(equality.collation) && equality.collation != column_collation) {
+            Oid collation = equality.collation;
+            collate = pg_guard([&] {
+                HeapTuple coll = SearchSysCache1(COLLOID, ObjectIdGetDatum(collation));
+                if (!HeapTupleIsValid(coll))
+                    elog(ERROR, "cache lookup failed for collation %u", collation);
+                Form_pg_collation c = (Form_pg_collation)GETSTRUCT(coll);
+                char *name = psprintf(
+                    " COLLATE %s", quote_qualified_identifier(get_namespace_name(c->collnamespace),
+                                                              NameStr(c->collname)));
+                ReleaseSysCache(coll);
+                return name;
+            });
+        }
+        compiled.key_collate_sql.push_back(collate);
     }
 }
 
@@ -314,7 +333,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
                                   table.display_name +
                                   " are covered by a deferrable unique constraint, which "
                                   "INSERT ... ON CONFLICT cannot use");
-        resolve_key_equality(*compiled, *backing);
+        resolve_key_equality(*compiled, table, *backing);
     }
     for (int k : compiled->key_columns)
         operator_sql(compiled->columns[k].type->type_oid, TYPECACHE_EQ_OPR,

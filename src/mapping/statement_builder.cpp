@@ -82,8 +82,9 @@ class StatementBuilder {
             const MappedColumn &c = m_.columns[m_.key_columns[k]];
             if (k)
                 sql += " AND ";
-            sql += row + "." + quote_ident(c.name) + " " + key_equality_sql(k, c) + " " +
-                   typed(c, alias(k, c));
+            std::string collate = k < m_.key_collate_sql.size() ? m_.key_collate_sql[k] : "";
+            sql += row + "." + quote_ident(c.name) + collate + " " + key_equality_sql(k, c) + " " +
+                   typed(c, alias(k, c)) + collate;
         }
         return sql;
     }
