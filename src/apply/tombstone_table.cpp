@@ -156,6 +156,18 @@ bool key_matches(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int
     return true;
 }
 
+bool binding_version(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int record,
+                     Datum *version) {
+    if (!binds_caller(table, tuple) || !key_matches(chunk, table, tuple, record))
+        return false;
+    bool isnull;
+    Datum stored = heap_getattr(tuple, table.version, RelationGetDescr(table.rel), &isnull);
+    if (isnull)
+        return false; // a tombstone without a version binds nothing
+    *version = read_value(chunk->mapping->tombstone_version, stored);
+    return true;
+}
+
 // The newest version among the tombstones of the record's key that bind the caller.
 bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Datum *newest) {
     CompiledMapping *mapping = chunk->mapping;
@@ -166,13 +178,9 @@ bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Dat
     bool found = false;
     HeapTuple tuple;
     while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
-        if (!binds_caller(table, tuple) || !key_matches(chunk, table, tuple, record))
+        Datum version;
+        if (!binding_version(chunk, table, tuple, record, &version))
             continue;
-        bool isnull;
-        Datum stored = heap_getattr(tuple, table.version, RelationGetDescr(table.rel), &isnull);
-        if (isnull)
-            continue;
-        Datum version = read_value(mapping->tombstone_version, stored);
         if (!found || DatumGetInt32(FunctionCall2Coll(
                           &mapping->order_compare, mapping->order_collation, version, *newest)) > 0)
             *newest = version;

@@ -43,6 +43,10 @@ bool binds_caller(const TombstoneTable &table, HeapTuple tuple);
 Datum read_value(TombstoneColumn &column, Datum stored);
 // Is the tombstone's key (text[]) equal to the record's key for the unique index?
 bool key_matches(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int record);
+// Is tuple a tombstone of the record's key that binds the caller? Then *version is its
+// version (a tombstone without one binds nothing).
+bool binding_version(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int record,
+                     Datum *version);
 // The newest version among the tombstones of the record's key that bind the caller.
 bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Datum *newest);
 // Is the record's version newer than newest (the record's NULL version is never newer)?

@@ -40,14 +40,9 @@ TransactionId concurrent_tombstone(Chunk *chunk, const TombstoneTable &table, in
     while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
         // Its writer in progress, as the dirty snapshot saw it for this tuple.
         TransactionId in_progress = dirty->xmin;
-        if (!binds_caller(table, tuple) || !key_matches(chunk, table, tuple, record))
-            continue;
-        bool isnull;
-        Datum stored = heap_getattr(tuple, table.version, RelationGetDescr(table.rel), &isnull);
-        if (isnull)
-            continue;
-        Datum version = read_value(mapping->tombstone_version, stored);
-        if (record_is_newer(chunk, record, version))
+        Datum version;
+        if (!binding_version(chunk, table, tuple, record, &version) ||
+            record_is_newer(chunk, record, version))
             continue;
         if (TransactionIdIsValid(in_progress) &&
             !TransactionIdIsCurrentTransactionId(in_progress)) {

@@ -64,90 +64,82 @@ ScanKeyData *key_scan_keys(Chunk *chunk, int record) {
     return keys;
 }
 
-// Does the table heap_oid (partitions included) hold a row of the record's key that snapshot
-// sees? One index probe, without SQL: no plan to go stale as the table grows.
-bool row_exists(Chunk *chunk, Oid heap_oid, Oid index_oid, int record, Snapshot snapshot) {
-    if (get_rel_relkind(heap_oid) == RELKIND_PARTITIONED_TABLE) {
-        List *partitions = find_inheritance_children(heap_oid, AccessShareLock);
-        ListCell *cell;
-        foreach (cell, partitions) {
-            Relation partition = table_open(lfirst_oid(cell), AccessShareLock);
-            Oid partition_index = index_get_partition(partition, index_oid);
-            table_close(partition, AccessShareLock);
-            if (OidIsValid(partition_index) &&
-                row_exists(chunk, lfirst_oid(cell), partition_index, record, snapshot))
-                return true;
-        }
-        return false;
+// Runs visit(leaf, leaf's index) on the table, or on each partition of a partitioned one
+// (whose indexes are attached to index_oid), until visit returns true; returns that.
+template <typename Visit> bool any_leaf(Oid heap_oid, Oid index_oid, Visit &&visit) {
+    if (get_rel_relkind(heap_oid) != RELKIND_PARTITIONED_TABLE)
+        return visit(heap_oid, index_oid);
+    List *partitions = find_inheritance_children(heap_oid, AccessShareLock);
+    ListCell *cell;
+    foreach (cell, partitions) {
+        Relation partition = table_open(lfirst_oid(cell), AccessShareLock);
+        Oid partition_index = index_get_partition(partition, index_oid);
+        table_close(partition, AccessShareLock);
+        if (OidIsValid(partition_index) && any_leaf(lfirst_oid(cell), partition_index, visit))
+            return true;
     }
-    int key_count = static_cast<int>(chunk->mapping->key_columns.size());
-    Relation heap = table_open(heap_oid, AccessShareLock);
-    Relation index = index_open(index_oid, AccessShareLock);
-    TupleTableSlot *slot = table_slot_create(heap, nullptr);
-    IndexScanDesc scan = sequin_index_beginscan(heap, index, snapshot, key_count);
-    index_rescan(scan, key_scan_keys(chunk, record), key_count, nullptr, 0);
-    bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
-    index_endscan(scan);
-    ExecDropSingleTupleTableSlot(slot);
-    index_close(index, AccessShareLock);
-    table_close(heap, AccessShareLock);
-    return found;
+    return false;
 }
 
-// The rows of the record's key in the table heap_oid (through its index index_oid), as a
-// dirty snapshot sees them: returns the transaction writing one, or sets *older when a
-// committed row holds a version older than the record's (one this statement's DELETE should
-// have removed). A partitioned table is searched partition by partition.
+// Does the table (partitions included) hold a row of the record's key that snapshot sees?
+// One index probe, without SQL: no plan to go stale as the table grows.
+bool row_exists(Chunk *chunk, Oid heap_oid, Oid index_oid, int record, Snapshot snapshot) {
+    int key_count = static_cast<int>(chunk->mapping->key_columns.size());
+    return any_leaf(heap_oid, index_oid, [&](Oid leaf, Oid leaf_index) {
+        Relation heap = table_open(leaf, AccessShareLock);
+        Relation index = index_open(leaf_index, AccessShareLock);
+        TupleTableSlot *slot = table_slot_create(heap, nullptr);
+        IndexScanDesc scan = sequin_index_beginscan(heap, index, snapshot, key_count);
+        index_rescan(scan, key_scan_keys(chunk, record), key_count, nullptr, 0);
+        bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
+        index_endscan(scan);
+        ExecDropSingleTupleTableSlot(slot);
+        index_close(index, AccessShareLock);
+        table_close(heap, AccessShareLock);
+        return found;
+    });
+}
+
+// The rows of the record's key in the table (partitions included), as a dirty snapshot sees
+// them: returns the transaction writing one, or sets *older when a committed row holds a
+// version older than the record's (one this statement's DELETE should have removed).
 TransactionId concurrent_row(Chunk *chunk, Oid heap_oid, Oid index_oid, int record,
                              SnapshotData *dirty, bool *older) {
     CompiledMapping *mapping = chunk->mapping;
-    if (get_rel_relkind(heap_oid) == RELKIND_PARTITIONED_TABLE) {
-        List *partitions = find_inheritance_children(heap_oid, AccessShareLock);
-        ListCell *cell;
-        foreach (cell, partitions) {
-            Relation partition = table_open(lfirst_oid(cell), AccessShareLock);
-            Oid partition_index = index_get_partition(partition, index_oid);
-            table_close(partition, AccessShareLock);
-            if (!OidIsValid(partition_index))
-                continue;
-            TransactionId writer =
-                concurrent_row(chunk, lfirst_oid(cell), partition_index, record, dirty, older);
-            if (TransactionIdIsValid(writer) || *older)
-                return writer;
-        }
-        return InvalidTransactionId;
-    }
-    Relation heap = table_open(heap_oid, AccessShareLock);
-    Relation index = index_open(index_oid, AccessShareLock);
-    TupleTableSlot *slot = table_slot_create(heap, nullptr);
     int key_count = static_cast<int>(mapping->key_columns.size());
-    ScanKeyData *keys = key_scan_keys(chunk, record);
     int order = mapping->order_column;
-    // A partition may number its columns otherwise than the partitioned table.
-    AttrNumber order_attnum = get_attnum(heap_oid, mapping->columns[order].name.c_str());
-    IndexScanDesc scan = sequin_index_beginscan(heap, index, dirty, key_count);
-    index_rescan(scan, keys, key_count, nullptr, 0);
     TransactionId writer = InvalidTransactionId;
     *older = false;
-    while (index_getnext_slot(scan, ForwardScanDirection, slot)) {
-        TransactionId in_progress = TransactionIdIsValid(dirty->xmin) ? dirty->xmin : dirty->xmax;
-        if (TransactionIdIsValid(in_progress) &&
-            !TransactionIdIsCurrentTransactionId(in_progress)) {
-            writer = in_progress;
-            break;
+    any_leaf(heap_oid, index_oid, [&](Oid leaf, Oid leaf_index) {
+        Relation heap = table_open(leaf, AccessShareLock);
+        Relation index = index_open(leaf_index, AccessShareLock);
+        TupleTableSlot *slot = table_slot_create(heap, nullptr);
+        // A partition may number its columns otherwise than the partitioned table.
+        AttrNumber order_attnum = get_attnum(leaf, mapping->columns[order].name.c_str());
+        IndexScanDesc scan = sequin_index_beginscan(heap, index, dirty, key_count);
+        index_rescan(scan, key_scan_keys(chunk, record), key_count, nullptr, 0);
+        while (index_getnext_slot(scan, ForwardScanDirection, slot)) {
+            TransactionId in_progress =
+                TransactionIdIsValid(dirty->xmin) ? dirty->xmin : dirty->xmax;
+            if (TransactionIdIsValid(in_progress) &&
+                !TransactionIdIsCurrentTransactionId(in_progress)) {
+                writer = in_progress;
+                break;
+            }
+            bool isnull;
+            Datum version = slot_getattr(slot, order_attnum, &isnull);
+            if (isnull ||
+                (!row_nulls(chunk, record)[order] &&
+                 DatumGetInt32(FunctionCall2Coll(&mapping->order_compare, mapping->order_collation,
+                                                 version, row_values(chunk, record)[order])) < 0))
+                *older = true;
         }
-        bool isnull;
-        Datum version = slot_getattr(slot, order_attnum, &isnull);
-        if (isnull ||
-            (!row_nulls(chunk, record)[order] &&
-             DatumGetInt32(FunctionCall2Coll(&mapping->order_compare, mapping->order_collation,
-                                             version, row_values(chunk, record)[order])) < 0))
-            *older = true;
-    }
-    index_endscan(scan);
-    ExecDropSingleTupleTableSlot(slot);
-    index_close(index, AccessShareLock);
-    table_close(heap, AccessShareLock);
+        index_endscan(scan);
+        ExecDropSingleTupleTableSlot(slot);
+        index_close(index, AccessShareLock);
+        table_close(heap, AccessShareLock);
+        return TransactionIdIsValid(writer) || *older;
+    });
     return writer;
 }
 
