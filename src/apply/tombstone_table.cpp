@@ -1,11 +1,13 @@
 // Reading sequin.tombstones: see tombstone_table.hpp.
 #include "apply/tombstone_table.hpp"
+#include "pg/compat.hpp"
 #include "pg/run_as_owner.hpp"
 
 extern "C" {
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -78,6 +80,9 @@ void open_tombstones(TombstoneTable *table, const CompiledMapping &mapping, Snap
     table->registered = snapshot == nullptr;
     table->snapshot = snapshot ? snapshot : RegisterSnapshot(GetTransactionSnapshot());
     table->mapping = &mapping;
+    table->index_rel = nullptr;
+    table->key_scan = nullptr;
+    table->slot = nullptr;
     table->context.previous = error_context_stack;
     table->context.callback = reading_tombstones_context;
     table->context.arg = table;
@@ -89,6 +94,11 @@ void open_tombstones(TombstoneTable *table, const CompiledMapping &mapping, Snap
 }
 
 void close_tombstones(TombstoneTable *table) {
+    if (table->key_scan) {
+        index_endscan(table->key_scan);
+        ExecDropSingleTupleTableSlot(table->slot);
+        index_close(table->index_rel, AccessShareLock);
+    }
     error_context_stack = table->context.previous;
     if (table->registered)
         UnregisterSnapshot(table->snapshot);
@@ -169,25 +179,44 @@ bool binding_version(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple,
 }
 
 // The newest version among the tombstones of the record's key that bind the caller.
-bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Datum *newest) {
+bool newest_tombstone(Chunk *chunk, TombstoneTable *table, int record, Datum *newest) {
     CompiledMapping *mapping = chunk->mapping;
-    ScanKeyData keys[2];
-    int nkeys = tombstone_scan_keys(table, *mapping, keys, true, chunk->keys[record].hash);
-    SysScanDesc scan =
-        systable_beginscan(table.rel, table.index, true, table.snapshot, nkeys, keys);
+    scan_key_hash(table, chunk->keys[record].hash);
     bool found = false;
     HeapTuple tuple;
-    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+    while ((tuple = next_of_key_hash(table)) != nullptr) {
         Datum version;
-        if (!binding_version(chunk, table, tuple, record, &version))
+        if (!binding_version(chunk, *table, tuple, record, &version))
             continue;
         if (!found || DatumGetInt32(FunctionCall2Coll(
                           &mapping->order_compare, mapping->order_collation, version, *newest)) > 0)
             *newest = version;
         found = true;
     }
-    systable_endscan(scan);
     return found;
+}
+
+void scan_key_hash(TombstoneTable *table, uint32 hash) {
+    if (!table->key_scan) {
+        table->index_rel = index_open(table->index, AccessShareLock);
+        table->key_scan = sequin_index_beginscan(table->rel, table->index_rel, table->snapshot, 2);
+        table->slot = table_slot_create(table->rel, nullptr);
+    }
+    // Index columns: collection_id, key_hash.
+    ScanKeyData keys[2];
+    ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+                           table->index_rel->rd_indcollation[0], F_TEXTEQ,
+                           CStringGetTextDatum(table->mapping->row.collection_id.c_str()));
+    ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, InvalidOid, F_INT8EQ,
+                           Int64GetDatum(static_cast<int64>(hash)));
+    index_rescan(table->key_scan, keys, 2, nullptr, 0);
+}
+
+HeapTuple next_of_key_hash(TombstoneTable *table) {
+    if (!index_getnext_slot(table->key_scan, ForwardScanDirection, table->slot))
+        return nullptr;
+    bool should_free;
+    return ExecFetchSlotHeapTuple(table->slot, false, &should_free);
 }
 
 // Is the record's version newer than newest (the record's NULL version is never newer)?

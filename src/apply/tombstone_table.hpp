@@ -7,6 +7,9 @@
 
 extern "C" {
 #include "access/htup.h"
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "executor/tuptable.h"
 #include "utils/rel.h"
 #include "utils/snapshot.h"
 }
@@ -26,6 +29,10 @@ struct TombstoneTable {
     const CompiledMapping *mapping;
     ErrorContextCallback context; // names the mapping in errors while the table is open
     bool caller_under_rls;        // row-level security applies to the caller on the target
+    // One index scan kept open while the table is, rescanned per key (scan_key_hash).
+    Relation index_rel;
+    IndexScanDesc key_scan;
+    TupleTableSlot *slot;
 };
 
 // The tombstones' index (0.3.0): its absence means a schema older than this library.
@@ -37,6 +44,10 @@ void close_tombstones(TombstoneTable *table);
 // Scan keys on collection_id (and key_hash unless with_hash is false).
 int tombstone_scan_keys(const TombstoneTable &table, const CompiledMapping &mapping,
                         ScanKeyData *keys, bool with_hash, uint32 hash);
+// Starts over on the tombstones of the collection with one key hash; next_of_key_hash
+// returns them one by one (valid until the next call), then NULL.
+void scan_key_hash(TombstoneTable *table, uint32 hash);
+HeapTuple next_of_key_hash(TombstoneTable *table);
 // Does the tombstone bind the caller? Under row-level security, only the caller's own do.
 bool binds_caller(const TombstoneTable &table, HeapTuple tuple);
 // A tombstone's text as a value of column's base type (under the fixed settings).
@@ -48,7 +59,7 @@ bool key_matches(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int
 bool binding_version(Chunk *chunk, const TombstoneTable &table, HeapTuple tuple, int record,
                      Datum *version);
 // The newest version among the tombstones of the record's key that bind the caller.
-bool newest_tombstone(Chunk *chunk, const TombstoneTable &table, int record, Datum *newest);
+bool newest_tombstone(Chunk *chunk, TombstoneTable *table, int record, Datum *newest);
 // Is the record's version newer than newest (the record's NULL version is never newer)?
 bool record_is_newer(Chunk *chunk, int record, Datum newest);
 Datum text_array(Datum *texts, int count);

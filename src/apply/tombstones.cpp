@@ -28,20 +28,17 @@ bool collection_has_any_tombstone(Chunk *chunk, SnapshotData *dirty) {
     return found;
 }
 
-TransactionId concurrent_tombstone(Chunk *chunk, const TombstoneTable &table, int record,
+TransactionId concurrent_tombstone(Chunk *chunk, TombstoneTable *table, int record,
                                    SnapshotData *dirty, bool *committed) {
-    CompiledMapping *mapping = chunk->mapping;
-    ScanKeyData keys[2];
-    int nkeys = tombstone_scan_keys(table, *mapping, keys, true, chunk->keys[record].hash);
-    SysScanDesc scan = systable_beginscan(table.rel, table.index, true, dirty, nkeys, keys);
+    scan_key_hash(table, chunk->keys[record].hash);
     TransactionId writer = InvalidTransactionId;
     *committed = false;
     HeapTuple tuple;
-    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+    while ((tuple = next_of_key_hash(table)) != nullptr) {
         // Its writer in progress, as the dirty snapshot saw it for this tuple.
         TransactionId in_progress = dirty->xmin;
         Datum version;
-        if (!binding_version(chunk, table, tuple, record, &version) ||
+        if (!binding_version(chunk, *table, tuple, record, &version) ||
             record_is_newer(chunk, record, version))
             continue;
         if (TransactionIdIsValid(in_progress) &&
@@ -52,7 +49,6 @@ TransactionId concurrent_tombstone(Chunk *chunk, const TombstoneTable &table, in
             break;
         }
     }
-    systable_endscan(scan);
     return *committed ? InvalidTransactionId : writer;
 }
 
@@ -101,7 +97,7 @@ void skip_tombstoned_among(Chunk *chunk, const int *records, int count) {
         if (chunk->state[record] != Upsert && chunk->state[record] != Delete)
             continue;
         Datum newest;
-        if (newest_tombstone(chunk, table, record, &newest) &&
+        if (newest_tombstone(chunk, &table, record, &newest) &&
             !record_is_newer(chunk, record, newest)) {
             chunk->state[record] = Done;
             chunk->call->counts->skipped++;
@@ -127,7 +123,7 @@ void write_tombstones(Chunk *chunk, const int *records, int count, const bool *r
     for (int i = 0; i < count; i++) {
         int record = records[i];
         Datum newest;
-        if (newest_tombstone(chunk, table, record, &newest) &&
+        if (newest_tombstone(chunk, &table, record, &newest) &&
             !record_is_newer(chunk, record, newest))
             continue; // a tombstone as new binds the caller already: a replay writes nothing
         int order = mapping->order_column;

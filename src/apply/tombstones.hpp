@@ -42,7 +42,7 @@ bool collection_has_any_tombstone(Chunk *chunk, SnapshotData *dirty);
 // as the record, or newer. *committed when one is committed (or the caller's own); else
 // returns the transaction writing one, or InvalidTransactionId.
 // table: opened with open_tombstones(..., dirty), under enter_fixed_settings().
-TransactionId concurrent_tombstone(Chunk *chunk, const TombstoneTable &table, int record,
+TransactionId concurrent_tombstone(Chunk *chunk, TombstoneTable *table, int record,
                                    SnapshotData *dirty, bool *committed);
 
 // Once per compiled mapping: refuses tombstones written for other key or order column

@@ -160,7 +160,7 @@ void settle_inserts(Chunk *chunk, const int *records, int count) {
         int record = records[i];
         while (true) {
             bool committed;
-            TransactionId writer = concurrent_tombstone(chunk, table, record, &dirty, &committed);
+            TransactionId writer = concurrent_tombstone(chunk, &table, record, &dirty, &committed);
             if (committed)
                 raise_conflict(InvalidTransactionId, "delete");
             if (!TransactionIdIsValid(writer))
