@@ -62,11 +62,13 @@ void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *
 
 void fail_input(const InputRecord &input, int sqlstate, const char *reason,
                 const CallSettings &call) {
-    ErrorData *error = static_cast<ErrorData *>(palloc0(sizeof(ErrorData)));
-    error->elevel = ERROR;
-    error->sqlerrcode = sqlstate;
-    error->message = const_cast<char *>(reason);
-    fail_record(input, nullptr, error, call);
+    char *message = describe_failure(input, nullptr, reason);
+    // Raised by ereport, not re-thrown from an ErrorData made by hand: such an error would
+    // not be sent to the client or the log (its output flags unset).
+    if (call.mode == ApplyMode::Atomic)
+        ereport(ERROR, (errcode(sqlstate), errmsg_internal("%s", message)));
+    call.counts->failed++;
+    call.on_failure(call.callback_arg, input.position, sqlstate, message);
 }
 
 } // namespace sequin
