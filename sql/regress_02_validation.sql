@@ -51,3 +51,14 @@ RESET check_function_bodies;
 SELECT try($$SELECT * FROM sequin.sequin_upsert('{"id": "x", "collection_id": "val:restored", "updated_idx": 1}')$$);
 ALTER TABLE val.restored ADD PRIMARY KEY (id);
 SELECT * FROM sequin.sequin_upsert('{"id": "x", "collection_id": "val:restored", "updated_idx": 1}');
+
+-- A temporary table is refused as a target: other sessions cannot see it, and the mapping
+-- would dangle once this session ends.
+CREATE TEMP TABLE val_temp (id text PRIMARY KEY, v bigint);
+SELECT try($$SELECT sequin.create_mapping('val:temp', 'val_temp', '{"id": "id", "v": "updated_idx"}')$$) ~ '42809.*temporary table' AS refused;
+
+-- A message longer than the error buffer is cut between characters, never inside one: the
+-- whole text stays valid in the database encoding.
+SELECT length(m) < 600 AS cut, right(m, 3) = 'ééé' AS ends_on_a_character
+  FROM try(format($$SELECT sequin.create_mapping('val:long', 'val.t', '{"id": "id", "%s": "x"}')$$,
+                  repeat('é', 700))) AS m;

@@ -216,6 +216,11 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
     if (table.relkind != RELKIND_RELATION && table.relkind != RELKIND_PARTITIONED_TABLE)
         mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
                       "target " + table.display_name + " is not a table");
+    // Another session cannot see it, and the mapping would dangle after this one ends.
+    if (table.relpersistence == RELPERSISTENCE_TEMP)
+        mapping_error(ERRCODE_WRONG_OBJECT_TYPE, "target " + table.display_name +
+                                                     " is a temporary table; mappings target "
+                                                     "permanent (or unlogged) tables only");
 
     std::vector<std::pair<std::string, Source>> sources;
     try {

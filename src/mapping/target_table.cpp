@@ -41,13 +41,14 @@ TargetTable describe_target(Oid relid) {
     RawColumn *raw_columns = nullptr;
     RawIndex *raw_indexes = nullptr;
     char *qualified = nullptr, *display = nullptr;
-    char relkind = 0;
+    char relkind = 0, relpersistence = 0;
     pg_guard([&] {
         Relation rel = try_relation_open(relid, AccessShareLock);
         if (!rel)
             ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                             errmsg("target table with OID %u does not exist", relid)));
         relkind = rel->rd_rel->relkind;
+        relpersistence = rel->rd_rel->relpersistence;
         const char *nspname = get_namespace_name(RelationGetNamespace(rel));
         qualified = quote_qualified_identifier(nspname, RelationGetRelationName(rel));
         display = qualified;
@@ -103,6 +104,7 @@ TargetTable describe_target(Oid relid) {
     table.qualified_name = qualified;
     table.display_name = display;
     table.relkind = relkind;
+    table.relpersistence = relpersistence;
     for (int i = 0; i < ncolumns; i++) {
         const RawColumn &c = raw_columns[i];
         table.columns.push_back({NameStr(c.name), c.attnum, c.type_oid, c.typmod, c.collation,

@@ -38,6 +38,7 @@ struct TargetTable {
     std::string qualified_name; // quoted
     std::string display_name;
     char relkind;
+    char relpersistence;
     std::vector<TargetColumn> columns;
     std::vector<TargetIndex> unique_indexes;
 };

@@ -2,10 +2,13 @@
 #include "pg/error_boundary.hpp"
 
 extern "C" {
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 }
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <new>
 
 namespace sequin {
@@ -20,8 +23,14 @@ PgError take_server_error(MemoryContext caller_context) {
     return error;
 }
 
+// Copies text into dest, cut at a character boundary of the database encoding when it is
+// too long: the client must never receive half a character.
 static void copy_text(char *dest, size_t size, const std::string &text) {
-    std::snprintf(dest, size, "%s", text.c_str());
+    int length = static_cast<int>(std::min(text.size(), size - 1));
+    if (text.size() > size - 1)
+        length = pg_mbcliplen(text.c_str(), static_cast<int>(text.size()), length);
+    memcpy(dest, text.c_str(), length);
+    dest[length] = '\0';
 }
 
 void capture_exception(PendingError &out, const std::exception_ptr &error) noexcept {
