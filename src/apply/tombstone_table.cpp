@@ -105,19 +105,14 @@ void close_tombstones(TombstoneTable *table) {
     table_close(table->rel, AccessShareLock);
 }
 
-// Scan keys on collection_id (and key_hash unless with_hash is false).
-int tombstone_scan_keys(const TombstoneTable &table, const CompiledMapping &mapping,
-                        ScanKeyData *keys, bool with_hash, uint32 hash) {
+// The scan key on collection_id (heap column numbers, for systable_beginscan).
+void collection_scan_key(const TombstoneTable &table, const CompiledMapping &mapping,
+                         ScanKeyData *key) {
     Oid collation =
         TupleDescAttr(RelationGetDescr(table.rel), table.collection_id - 1)->attcollation;
-    ScanKeyEntryInitialize(&keys[0], 0, table.collection_id, BTEqualStrategyNumber, InvalidOid,
+    ScanKeyEntryInitialize(key, 0, table.collection_id, BTEqualStrategyNumber, InvalidOid,
                            collation, F_TEXTEQ,
                            CStringGetTextDatum(mapping.row.collection_id.c_str()));
-    if (!with_hash)
-        return 1;
-    ScanKeyInit(&keys[1], table.key_hash, BTEqualStrategyNumber, F_INT8EQ,
-                Int64GetDatum(static_cast<int64>(hash)));
-    return 2;
 }
 
 // Does the tombstone bind the caller? Under row-level security, only the caller's own do.

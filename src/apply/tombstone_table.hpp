@@ -41,9 +41,9 @@ Oid tombstones_index();
 void open_tombstones(TombstoneTable *table, const CompiledMapping &mapping,
                      Snapshot snapshot = nullptr);
 void close_tombstones(TombstoneTable *table);
-// Scan keys on collection_id (and key_hash unless with_hash is false).
-int tombstone_scan_keys(const TombstoneTable &table, const CompiledMapping &mapping,
-                        ScanKeyData *keys, bool with_hash, uint32 hash);
+// The scan key on collection_id (heap column numbers, for systable_beginscan).
+void collection_scan_key(const TombstoneTable &table, const CompiledMapping &mapping,
+                         ScanKeyData *key);
 // Starts over on the tombstones of the collection with one key hash; next_of_key_hash
 // returns them one by one (valid until the next call), then NULL.
 void scan_key_hash(TombstoneTable *table, uint32 hash);

@@ -16,16 +16,29 @@ extern "C" {
 
 namespace sequin {
 
-bool collection_has_any_tombstone(Chunk *chunk, SnapshotData *dirty) {
+namespace {
+
+// Does the collection have any tombstone that snapshot sees (NULL: a new MVCC snapshot)?
+bool any_tombstone(Chunk *chunk, Snapshot snapshot) {
     TombstoneTable table;
-    open_tombstones(&table, *chunk->mapping, dirty);
-    ScanKeyData keys[2];
-    int nkeys = tombstone_scan_keys(table, *chunk->mapping, keys, false, 0);
-    SysScanDesc scan = systable_beginscan(table.rel, table.index, true, dirty, nkeys, keys);
+    open_tombstones(&table, *chunk->mapping, snapshot);
+    ScanKeyData key;
+    collection_scan_key(table, *chunk->mapping, &key);
+    SysScanDesc scan = systable_beginscan(table.rel, table.index, true, table.snapshot, 1, &key);
     bool found = HeapTupleIsValid(systable_getnext(scan));
     systable_endscan(scan);
     close_tombstones(&table);
     return found;
+}
+
+} // namespace
+
+bool collection_has_any_tombstone(Chunk *chunk, SnapshotData *dirty) {
+    return any_tombstone(chunk, dirty);
+}
+
+bool collection_has_tombstones(Chunk *chunk) {
+    return chunk->mapping->order_column >= 0 && any_tombstone(chunk, nullptr);
 }
 
 TransactionId concurrent_tombstone(Chunk *chunk, TombstoneTable *table, int record,
@@ -50,22 +63,6 @@ TransactionId concurrent_tombstone(Chunk *chunk, TombstoneTable *table, int reco
         }
     }
     return *committed ? InvalidTransactionId : writer;
-}
-
-bool collection_has_tombstones(Chunk *chunk) {
-    CompiledMapping *mapping = chunk->mapping;
-    if (mapping->order_column < 0)
-        return false;
-    TombstoneTable table;
-    open_tombstones(&table, *mapping);
-    ScanKeyData keys[2];
-    int nkeys = tombstone_scan_keys(table, *mapping, keys, false, 0);
-    SysScanDesc scan =
-        systable_beginscan(table.rel, table.index, true, table.snapshot, nkeys, keys);
-    bool found = HeapTupleIsValid(systable_getnext(scan));
-    systable_endscan(scan);
-    close_tombstones(&table);
-    return found;
 }
 
 namespace {
