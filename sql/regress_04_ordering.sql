@@ -86,8 +86,9 @@ SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(ord.rec('k' || (i % 4), i, 
 SELECT * FROM ord.t WHERE id LIKE 'k%' ORDER BY id;
 RESET sequin.batch_size;
 
--- After a chunk of new keys the next chunk inserts first (INSERT ... ON CONFLICT DO NOTHING)
--- and looks up only the keys that turned out to exist: same results, same counts.
+-- A call larger than sequin.batch_size is applied in key order across its chunks, and the
+-- records of one key meet in one chunk: k1 at 1 and at 5 count as one insert and one
+-- superseded record (skipped), whatever the batch size.
 CREATE TABLE ord.chunks (id text PRIMARY KEY, name text, v bigint);
 SELECT sequin.create_mapping('ord:chunks', 'ord.chunks', '{"id": "id", "name": "data.name", "v": "updated_idx"}',
                              order_column => 'v');

@@ -1,7 +1,7 @@
-// The applier's orchestration: records are grouped by collection (in order of first
-// appearance), each group is applied in chunks of sequin.batch_size records, and what
-// happened is added to the collection's counters. The steps of a chunk are in the files
-// listed in chunk.hpp. C-shaped server code.
+// The applier's orchestration: records are grouped by collection (in the order of the
+// collections' names), each group is applied in chunks of sequin.batch_size records (in key
+// order when there are several), and what happened is added to the collection's counters. The steps
+// of a chunk are in the files listed in chunk.hpp. C-shaped server code.
 #include "apply/apply_records.hpp"
 #include "apply/chunk.hpp"
 #include "apply/tombstones.hpp"
@@ -31,8 +31,8 @@ struct Group {
     int count;
 };
 
-// Converts the identities of a chunk, keeps one record per key, and applies the rest.
-void apply_chunk(Chunk *chunk) {
+// Allocates the chunk's arrays (in the current memory context).
+void init_chunk(Chunk *chunk) {
     int count = chunk->count;
     size_t cells = static_cast<size_t>(count) * chunk->column_count;
     chunk->values = static_cast<Datum *>(palloc(sizeof(Datum) * (cells ? cells : 1)));
@@ -42,16 +42,92 @@ void apply_chunk(Chunk *chunk) {
     chunk->stored_older = static_cast<bool *>(palloc0(count));
     chunk->removed = static_cast<bool *>(palloc0(count));
     chunk->keys = static_cast<RecordKey *>(palloc0(sizeof(RecordKey) * count));
-    int *scratch = static_cast<int *>(palloc(sizeof(int) * count));
     initStringInfo(&chunk->key_scratch);
     const CompiledMapping *mapping = chunk->mapping;
     size_t top_keys = Max(mapping->identity_keys.size(), mapping->value_keys.size());
     chunk->top_values = static_cast<JsonbValue *>(palloc(sizeof(JsonbValue) * top_keys));
     chunk->top_found = static_cast<bool *>(palloc(sizeof(bool) * top_keys));
+}
 
+// Converts the identities of a chunk, keeps one record per key, and applies the rest.
+void apply_chunk(Chunk *chunk) {
+    init_chunk(chunk);
+    int *scratch = static_cast<int *>(palloc(sizeof(int) * chunk->count));
     convert_chunk(chunk, convert_identity);
     keep_newest_per_key(chunk);
     apply_with_strategy(chunk, scratch);
+}
+
+Chunk make_chunk(CompiledMapping *mapping, const CallSettings &call, const InputRecord *records,
+                 const int *members, int count) {
+    Chunk chunk;
+    memset(&chunk, 0, sizeof chunk);
+    chunk.mapping = mapping;
+    chunk.call = &call;
+    chunk.inputs = records;
+    chunk.members = members;
+    chunk.count = count;
+    chunk.column_count = static_cast<int>(mapping->columns.size());
+    return chunk;
+}
+
+// A group's record with its key, to sort a group by key.
+struct KeyedMember {
+    int member;
+    RecordKey key;
+};
+
+int compare_keyed_members(const void *a, const void *b) {
+    const KeyedMember &x = *static_cast<const KeyedMember *>(a);
+    const KeyedMember &y = *static_cast<const KeyedMember *>(b);
+    int order = compare_record_keys(x.key, y.key);
+    return order != 0 ? order : (x.member > y.member) - (x.member < y.member);
+}
+
+// A group larger than one chunk is applied in key order across its chunks (the order in
+// which each chunk writes): concurrent calls then lock shared keys in one order, and the
+// records of one key, in input order, meet in one chunk, so that what is counted and written
+// does not depend on sequin.batch_size. The identities are converted twice for that; records
+// that fail, or are done (a delete ignored), drop out here. Returns the chunks' ends.
+int *sort_group_by_key(Group *group, CompiledMapping *mapping, const InputRecord *records,
+                       const CallSettings &call, MemoryContext chunk_context, int batch,
+                       int *chunk_count) {
+    MemoryContext group_context = CurrentMemoryContext;
+    KeyedMember *keyed = static_cast<KeyedMember *>(palloc(sizeof(KeyedMember) * group->count));
+    int kept = 0;
+    for (int start = 0; start < group->count; start += batch) {
+        MemoryContext old = MemoryContextSwitchTo(chunk_context);
+        Chunk chunk = make_chunk(mapping, call, records, group->members + start,
+                                 Min(batch, group->count - start));
+        init_chunk(&chunk);
+        convert_chunk(&chunk, convert_identity);
+        MemoryContextSwitchTo(group_context);
+        for (int record = 0; record < chunk.count; record++) {
+            if (chunk.state[record] == Done)
+                continue;
+            KeyedMember &entry = keyed[kept++];
+            entry.member = group->members[start + record];
+            entry.key = chunk.keys[record];
+            entry.key.bytes = static_cast<char *>(palloc(Max(entry.key.length, 1)));
+            memcpy(entry.key.bytes, chunk.keys[record].bytes, entry.key.length);
+        }
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(chunk_context);
+        CHECK_FOR_INTERRUPTS();
+    }
+    qsort(keyed, kept, sizeof(KeyedMember), compare_keyed_members);
+    int *ends = static_cast<int *>(palloc(sizeof(int) * (kept / batch + 2)));
+    *chunk_count = 0;
+    for (int i = 0; i < kept; i++) {
+        group->members[i] = keyed[i].member;
+        // A chunk ends after batch records, but not inside one key (one hash: equal keys
+        // of other binary forms, say numeric 1.0 and 1, are neighbours too).
+        bool full = *chunk_count == 0 ? i + 1 >= batch : i + 1 - ends[*chunk_count - 1] >= batch;
+        if (i + 1 == kept || (full && keyed[i + 1].key.hash != keyed[i].key.hash))
+            ends[(*chunk_count)++] = i + 1;
+    }
+    group->count = kept;
+    return ends;
 }
 
 // The mapping of a group, its tombstones checked once per compilation.
@@ -101,16 +177,16 @@ void apply_group_records(const Group &group, const InputRecord *records, const C
                 (errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
                  errmsg("mapping \"%s\" has no conflict key", mapping->row.collection_id.c_str())));
     int batch = sequin_batch_size > 0 ? sequin_batch_size : 1000;
-    for (int start = 0; start < group.count; start += batch) {
+    int chunk_count = 1;
+    int single_end = group.count;
+    int *ends = &single_end;
+    Group sorted = group;
+    if (group.count > batch)
+        ends =
+            sort_group_by_key(&sorted, mapping, records, call, chunk_context, batch, &chunk_count);
+    for (int c = 0, start = 0; c < chunk_count; start = ends[c++]) {
         MemoryContext old = MemoryContextSwitchTo(chunk_context);
-        Chunk chunk;
-        memset(&chunk, 0, sizeof chunk);
-        chunk.mapping = mapping;
-        chunk.call = &call;
-        chunk.inputs = records;
-        chunk.members = group.members + start;
-        chunk.count = group.count - start < batch ? group.count - start : batch;
-        chunk.column_count = static_cast<int>(mapping->columns.size());
+        Chunk chunk = make_chunk(mapping, call, records, sorted.members + start, ends[c] - start);
         apply_chunk(&chunk);
         MemoryContextSwitchTo(old);
         MemoryContextReset(chunk_context);
@@ -131,8 +207,16 @@ void apply_group(const Group &group, const InputRecord *records, const CallSetti
     stats_add(group.collection, group.collection_len, delta, call.bookkeeping_owner);
 }
 
-// Groups the records by collection, in order of first appearance. Records without a
-// collection fail here. Returns the number of groups.
+int compare_groups(const void *a, const void *b) {
+    const Group &x = *static_cast<const Group *>(a);
+    const Group &y = *static_cast<const Group *>(b);
+    int order = memcmp(x.collection, y.collection, Min(x.collection_len, y.collection_len));
+    return order != 0 ? order : x.collection_len - y.collection_len;
+}
+
+// Groups the records by collection, in the order of the collections' names, so that calls
+// mixing collections write them in one order. Records without a collection fail here.
+// Returns the number of groups.
 int group_by_collection(const InputRecord *records, int count, const CallSettings &call,
                         Group **groups_out) {
     Group *groups = static_cast<Group *>(palloc0(sizeof(Group) * count));
@@ -178,6 +262,7 @@ int group_by_collection(const InputRecord *records, int count, const CallSetting
             Group &group = groups[group_of[i]];
             group.members[group.count++] = i;
         }
+    qsort(groups, group_count, sizeof(Group), compare_groups);
     *groups_out = groups;
     return group_count;
 }

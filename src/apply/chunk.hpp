@@ -103,6 +103,9 @@ void keep_newest_per_key(Chunk *chunk);
 uint32 key_column_hash(CompiledMapping *mapping, int k, Datum value);
 // Are the key values in a and b (rows of column_count values) equal for the unique index?
 bool keys_equal(Chunk *chunk, const Datum *a, const Datum *b);
+// The order in which keys are written, the same in every session and every chunk: by hash,
+// then binary form (equal keys of other binary forms are neighbours).
+int compare_record_keys(const RecordKey &a, const RecordKey &b);
 // Sorts records (chunk indexes) by key: concurrent writers then lock shared keys in the
 // same order.
 void sort_by_key(Chunk *chunk, int *records, int count);
@@ -122,6 +125,7 @@ void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted);
 enum WriteKind {
     WriteInsert,      // ON CONFLICT DO UPDATE, guarded by the version
     WriteUpdate,      // the same, for keys known to be stored
+    WriteUpsert,      // the same, for keys stored or not (counted by what the look-up found)
     WriteDelete,      // DELETE guarded by the version, and tombstones
     WriteInsertNew,   // ON CONFLICT DO NOTHING: keys believed new
     WriteInsertPlain, // plain INSERT: fails as a whole if one key exists
@@ -133,9 +137,11 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
 void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count);
 // Inserts the upserts believed new; returns how many it inserted (see chunk_writes.cpp).
 int64 insert_new_keys(Chunk *chunk, int *scratch);
-// A chunk that updates and deletes stored rows locks them all first, in key order.
-void lock_rows_in_key_order(Chunk *chunk, int *scratch);
-// Writes what is left: upserts of new and stored keys, then deletes.
+// Writes a looked-up chunk's records in key order, each run of deletes or of upserts one
+// statement: every writer then takes its keys' locks in one order (the rows it updates or
+// deletes, the keys it inserts), and writers cannot deadlock on each other.
+void write_in_key_runs(Chunk *chunk, int *scratch);
+// A chunk without deletes, after a shortcut: upserts of new keys, then of stored keys.
 void write_chunk(Chunk *chunk, int *scratch);
 
 // ---- write_strategy.cpp

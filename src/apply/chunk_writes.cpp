@@ -91,41 +91,29 @@ void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count) {
     write_records(chunk, kind, records, count);
 }
 
-void lock_rows_in_key_order(Chunk *chunk, int *scratch) {
-    bool deletes = false, updates = false;
-    for (int record = 0; record < chunk->count; record++) {
-        deletes |= chunk->state[record] == Delete;
-        updates |= chunk->state[record] == Upsert && chunk->stored[record];
-    }
-    if (!deletes || !updates)
-        return; // one statement writes the stored rows, in key order already
+namespace {
+
+WriteKind key_run_kind(const Chunk *chunk, int record) {
+    return chunk->state[record] == Delete ? WriteDelete : WriteUpsert;
+}
+
+} // namespace
+
+void write_in_key_runs(Chunk *chunk, int *scratch) {
     int count = 0;
     for (int record = 0; record < chunk->count; record++)
-        if (chunk->state[record] == Delete ||
-            (chunk->state[record] == Upsert && chunk->stored[record]))
+        if (chunk->state[record] == Upsert || chunk->state[record] == Delete)
             scratch[count++] = record;
     sort_by_key(chunk, scratch, count);
-    for (int attempt = 1;; attempt++) {
-        ErrorData *error = try_in_subtransaction(
-            [&] {
-                StatementParams params;
-                params_init(&params, chunk);
-                key_params(chunk, &params, scratch, count, false, false, false);
-                run_statement(chunk, chunk->mapping->lock_rows, &params, false);
-                SPI_freetuptable(SPI_tuptable);
-            },
-            true);
-        if (!error)
-            return;
-        if (is_retryable_deadlock(error->sqlerrcode) && attempt < 5) {
-            FreeErrorData(error);
-            continue;
-        }
-        if (chunk->call->mode == ApplyMode::Atomic)
-            ReThrowError(error);
-        for (int i = 0; i < count; i++) // say, no UPDATE right for FOR UPDATE
-            fail_chunk_record(chunk, scratch[i], nullptr, error);
-        return;
+    for (int start = 0; start < count;) {
+        WriteKind kind = key_run_kind(chunk, scratch[start]);
+        int end = start + 1;
+        while (end < count && key_run_kind(chunk, scratch[end]) == kind)
+            end++;
+        write_records(chunk, kind, scratch + start, end - start);
+        for (int i = start; i < end; i++)
+            chunk->state[scratch[i]] = Done;
+        start = end;
     }
 }
 
@@ -147,8 +135,6 @@ void write_chunk(Chunk *chunk, int *scratch) {
         write_upserts(chunk, scratch, false, WriteInsert);
         write_upserts(chunk, scratch, true, WriteUpdate);
     }
-    int deletes = select_records(chunk, scratch, is_delete);
-    write_in_key_order(chunk, WriteDelete, scratch, deletes);
 }
 
 // Keys believed new: a plain INSERT first, which skips ON CONFLICT's probe of the index
@@ -172,7 +158,9 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
         return written;
     }
     TransactionId yield_to;
-    if (take_write_conflict(error->sqlerrcode, &yield_to)) { // a key deleted meanwhile
+    int conflict_at;
+    if (take_write_conflict(error->sqlerrcode, &yield_to,
+                            &conflict_at)) { // a key deleted meanwhile
         if (TransactionIdIsValid(yield_to))
             XactLockTableWait(yield_to, nullptr, nullptr, XLTW_None);
         skip_tombstoned_among(chunk, scratch, count);

@@ -34,13 +34,18 @@ bool same_key(Chunk *chunk, int a, int b) {
 
 int compare_keys(const void *a, const void *b, void *arg) {
     const Chunk *chunk = static_cast<const Chunk *>(arg);
-    const RecordKey &key_a = chunk->keys[*static_cast<const int *>(a)];
-    const RecordKey &key_b = chunk->keys[*static_cast<const int *>(b)];
-    int order = memcmp(key_a.bytes, key_b.bytes, Min(key_a.length, key_b.length));
-    return order != 0 ? order : key_a.length - key_b.length;
+    return compare_record_keys(chunk->keys[*static_cast<const int *>(a)],
+                               chunk->keys[*static_cast<const int *>(b)]);
 }
 
 } // namespace
+
+int compare_record_keys(const RecordKey &a, const RecordKey &b) {
+    if (a.hash != b.hash)
+        return a.hash < b.hash ? -1 : 1;
+    int order = memcmp(a.bytes, b.bytes, Min(a.length, b.length));
+    return order != 0 ? order : a.length - b.length;
+}
 
 uint32 key_column_hash(CompiledMapping *mapping, int k, Datum value) {
     KeyEquality &equality = mapping->key_equality[k];

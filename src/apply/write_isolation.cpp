@@ -1,6 +1,7 @@
 // Write isolation: see write_isolation.hpp.
 #include "apply/write_isolation.hpp"
 #include "apply/tombstones.hpp"
+#include "apply/write_races.hpp"
 
 extern "C" {
 #include "miscadmin.h"
@@ -13,16 +14,31 @@ namespace sequin {
 
 namespace {
 
-// How often a statement chosen as a deadlock victim runs again before the call fails.
+// How often a statement chosen as a deadlock victim runs again before the call fails. A
+// writer that waited for one of the call's earlier statements waits for its transaction
+// to end, so only a cycle on the statement's own writes clears by running it again.
 constexpr int kDeadlockRetries = 5;
 // How often a statement that met a concurrent delete or insert of its keys runs again; each
 // time after that writer has ended, so the bound is only a safeguard.
 constexpr int kConflictRetries = 50;
 
 // Adds what a successful write did to the call's counts.
-void count_written(Chunk *chunk, WriteKind kind, int count, uint64 written) {
+void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, uint64 written) {
     ApplyCounts *counts = chunk->call->counts;
     switch (kind) {
+    case WriteUpsert: {
+        // One statement inserts and updates. The look-up says which keys were stored; a key
+        // another session inserted since then is checked in the table.
+        int64 believed_new = 0;
+        for (int i = 0; i < count; i++)
+            believed_new += !chunk->stored[records[i]];
+        int64 inserted = believed_new > 0 ? count_inserted_here(chunk, records, count) : 0;
+        if (inserted < 0)
+            inserted = Min(believed_new, static_cast<int64>(written));
+        counts->inserted += inserted;
+        counts->updated += written - inserted;
+        break;
+    }
     case WriteInsertPlain:
     case WriteInsertNew: // the caller accounts for the keys that were not new
         counts->inserted += written;
@@ -78,12 +94,13 @@ void write_records(Chunk *chunk, WriteKind kind, const int *records, int count) 
     for (int attempt = 1;; attempt++) {
         chunk->write_attempt = attempt;
         TransactionId yield_to;
-        (void)take_write_conflict(0, &yield_to); // none is pending before the attempt
+        int conflict_at;
+        (void)take_write_conflict(0, &yield_to, &conflict_at); // none is pending yet
         error = try_in_subtransaction([&] { written = execute_write(chunk, kind, records, count); },
                                       true);
         if (!error)
             break;
-        bool conflict = take_write_conflict(error->sqlerrcode, &yield_to);
+        bool conflict = take_write_conflict(error->sqlerrcode, &yield_to, &conflict_at);
         bool deadlock = is_retryable_deadlock(error->sqlerrcode);
         if (!conflict && !deadlock)
             break; // a record's error: found below
@@ -91,10 +108,18 @@ void write_records(Chunk *chunk, WriteKind kind, const int *records, int count) 
             ReThrowError(error);
         FreeErrorData(error);
         if (conflict) {
-            // Our write is rolled back: wait for the older writer we yielded to, then look
-            // the records up anew.
+            // Our write is rolled back: wait for the writer we yielded to, then look the
+            // records up anew. A conflict met before the last key: the statement now ends at
+            // that key, and the keys after it are written next.
             if (TransactionIdIsValid(yield_to))
                 XactLockTableWait(yield_to, nullptr, nullptr, XLTW_None);
+            if (conflict_at >= 0 && conflict_at < count - 1) {
+                const int *prefix = records;
+                int prefix_count = records_still_to_write(chunk, kind, prefix, conflict_at + 1);
+                write_records(chunk, kind, prefix, prefix_count);
+                write_records(chunk, kind, records + conflict_at + 1, count - conflict_at - 1);
+                return;
+            }
             count = records_still_to_write(chunk, kind, records, count);
             if (count == 0)
                 return;
@@ -102,7 +127,7 @@ void write_records(Chunk *chunk, WriteKind kind, const int *records, int count) 
         CHECK_FOR_INTERRUPTS();
     }
     if (!error) {
-        count_written(chunk, kind, count, written);
+        count_written(chunk, kind, records, count, written);
         return;
     }
     if (count == 1) {

@@ -6,6 +6,8 @@
 
 extern "C" {
 #include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -30,21 +32,26 @@ constexpr int kRedoAttempts = 3;
 // The conflict raised last, for take_write_conflict.
 bool conflict_raised = false;
 TransactionId conflict_yield_to = InvalidTransactionId;
+int conflict_at = -1;
 
-[[noreturn]] void raise_conflict(TransactionId yield_to, const char *what) {
+[[noreturn]] void raise_conflict(TransactionId yield_to, int at, const char *what) {
     conflict_raised = true;
     conflict_yield_to = yield_to;
+    conflict_at = at;
     ereport(ERROR,
             (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
              errmsg("could not serialize access due to a concurrent %s of the same key", what)));
     pg_unreachable();
 }
 
-// Another transaction's write in progress: wait for it when it is younger than this
-// statement's (it will yield to us if it sees our write), yield to it when it is older.
-void wait_or_yield(TransactionId writer, const char *what) {
-    if (TransactionIdPrecedes(writer, GetCurrentTransactionId()))
-        raise_conflict(writer, what);
+// Another transaction's write in progress at the key of records[at] (records in key order):
+// wait for it when it is younger than this statement's (it will yield to us if it sees our
+// write), yield to it when it is older. Waiting holds the statement's locks; keys after this
+// one are locked too unless it is the last, and the other writer may want them: then yield,
+// and the retry ends its statement at this key (write_isolation.cpp), so waits keep key order.
+void wait_or_yield(TransactionId writer, int at, int count, const char *what) {
+    if (TransactionIdPrecedes(writer, GetCurrentTransactionId()) || at < count - 1)
+        raise_conflict(writer, at, what);
     XactLockTableWait(writer, nullptr, nullptr, XLTW_None);
 }
 
@@ -162,10 +169,10 @@ void settle_inserts(Chunk *chunk, const int *records, int count) {
             bool committed;
             TransactionId writer = concurrent_tombstone(chunk, &table, record, &dirty, &committed);
             if (committed)
-                raise_conflict(InvalidTransactionId, "delete");
+                raise_conflict(InvalidTransactionId, -1, "delete");
             if (!TransactionIdIsValid(writer))
                 break;
-            wait_or_yield(writer, "delete");
+            wait_or_yield(writer, i, count, "delete");
         }
     }
     leave_fixed_settings(settings);
@@ -191,11 +198,11 @@ void settle_deletes(Chunk *chunk, const int *records, int count) {
                 redo = older && chunk->write_attempt < kRedoAttempts;
                 break;
             }
-            wait_or_yield(writer, "insert");
+            wait_or_yield(writer, i, count, "insert");
         }
     }
     if (redo)
-        raise_conflict(InvalidTransactionId, "insert");
+        raise_conflict(InvalidTransactionId, -1, "insert");
 }
 
 bool first_upsert_is_stored(Chunk *chunk) {
@@ -213,6 +220,47 @@ bool first_upsert_is_stored(Chunk *chunk) {
     return false;
 }
 
+int count_inserted_here(Chunk *chunk, const int *records, int count) {
+    CompiledMapping *mapping = chunk->mapping;
+    if (!OidIsValid(mapping->key_index))
+        return -1;
+    int key_count = static_cast<int>(mapping->key_columns.size());
+    int inserted = 0;
+    bool known = true;
+    for (int i = 0; i < count && known; i++) {
+        int record = records[i];
+        if (chunk->stored[record])
+            continue;
+        any_leaf(mapping->row.target_table, mapping->key_index, [&](Oid leaf, Oid leaf_index) {
+            Relation heap = table_open(leaf, AccessShareLock);
+            Relation index = index_open(leaf_index, AccessShareLock);
+            if (heap->rd_tableam != GetHeapamTableAmRoutine())
+                known = false;
+            TupleTableSlot *slot = table_slot_create(heap, nullptr);
+            // SnapshotSelf: the row as this statement left it. An inserted row is a first
+            // version (no HEAP_UPDATED), written by this transaction.
+            IndexScanDesc scan = sequin_index_beginscan(heap, index, SnapshotSelf, key_count);
+            index_rescan(scan, key_scan_keys(chunk, record), key_count, nullptr, 0);
+            bool found = known && index_getnext_slot(scan, ForwardScanDirection, slot);
+            if (found) {
+                bool should_free;
+                HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+                if (TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tuple->t_data)) &&
+                    !(tuple->t_data->t_infomask & HEAP_UPDATED))
+                    inserted++;
+                if (should_free)
+                    heap_freetuple(tuple);
+            }
+            index_endscan(scan);
+            ExecDropSingleTupleTableSlot(slot);
+            index_close(index, AccessShareLock);
+            table_close(heap, AccessShareLock);
+            return found;
+        });
+    }
+    return known ? inserted : -1;
+}
+
 bool write_conflict_retryable(int sqlstate) {
     // Yielding is not a conflict yet, at any isolation level: the other writer may still
     // roll back. At REPEATABLE READ and above only a write found committed is one.
@@ -220,9 +268,11 @@ bool write_conflict_retryable(int sqlstate) {
            (!IsolationUsesXactSnapshot() || TransactionIdIsValid(conflict_yield_to));
 }
 
-bool take_write_conflict(int sqlstate, TransactionId *yield_to) {
+bool take_write_conflict(int sqlstate, TransactionId *yield_to, int *at) {
     bool taken = conflict_raised && sqlstate == ERRCODE_T_R_SERIALIZATION_FAILURE;
     *yield_to = conflict_yield_to;
+    *at = conflict_at;
+    conflict_at = -1;
     conflict_raised = false;
     conflict_yield_to = InvalidTransactionId;
     return taken;

@@ -26,12 +26,18 @@ void settle_deletes(Chunk *chunk, const int *records, int count);
 // chunk of new keys says no; a replay says yes, before anything is written).
 bool first_upsert_is_stored(Chunk *chunk);
 
+// Of records (upserts just written by one INSERT ... ON CONFLICT DO UPDATE), how many
+// whose key was not stored at the look-up did that statement insert, rather than update
+// because another session inserted the key meanwhile? -1 when it cannot tell (not a heap).
+int count_inserted_here(Chunk *chunk, const int *records, int count);
+
 // Is the error just caught a write conflict raised here, to retry: any at READ COMMITTED;
 // above, one that yields to a writer in progress (which may still roll back)?
 bool write_conflict_retryable(int sqlstate);
 
-// Was the error just caught a write conflict raised here?
-// Then *yield_to is the transaction to wait for first (or InvalidTransactionId). Clears it.
-bool take_write_conflict(int sqlstate, TransactionId *yield_to);
+// Was the error just caught a write conflict raised here? Then *yield_to is the transaction
+// to wait for first (or InvalidTransactionId), and *at the place in the statement's records
+// of the key it was met at (-1: the statement as a whole). Clears it.
+bool take_write_conflict(int sqlstate, TransactionId *yield_to, int *at);
 
 } // namespace sequin

@@ -6,7 +6,9 @@
 //   UpdateFirst (the last chunk mostly updated stored keys): one UPDATE for all upserts,
 //     guarded by the version; only the records it did not update are looked up.
 // The two shortcuts skip the tombstone check, so they are used only while the collection
-// has no tombstones; deletes are always looked up first. A read-only transaction, and an
+// has no tombstones; deletes are always looked up first. A looked-up chunk is written in one
+// key order across its deletes and upserts (write_in_key_runs), so that concurrent writers
+// cannot deadlock; the shortcuts write each kind in key order. A read-only transaction, and an
 // insert-first chunk whose first key is stored, look up first: a replay writes nothing. Every
 // strategy writes the same rows: the choice is only about speed, so the memory of past chunks is a
 // per-backend hint kept here, keyed by target table and collection, not in the cached mapping.
@@ -126,15 +128,16 @@ void apply_with_strategy(Chunk *chunk, int *scratch) {
         }
     if (strategy != Strategy::UpdateFirst)
         convert_chunk(chunk, convert_values);
-    // Before the inserts: measured with bench/run --concurrent (400 keys), no deadlock this
-    // way, some the other way round.
-    lock_rows_in_key_order(chunk, scratch);
-    if (ordered) {
-        int64 inserted = insert_new_keys(chunk, scratch);
-        if (strategy == Strategy::InsertFirst)
-            stored = static_cast<int>(upserts - inserted);
+    if (strategy == Strategy::LookUpFirst) {
+        write_in_key_runs(chunk, scratch);
+    } else {
+        if (ordered) {
+            int64 inserted = insert_new_keys(chunk, scratch);
+            if (strategy == Strategy::InsertFirst)
+                stored = static_cast<int>(upserts - inserted);
+        }
+        write_chunk(chunk, scratch);
     }
-    write_chunk(chunk, scratch);
     if (upserts > 0 && stored * 20 <= upserts && ordered)
         memory->last = LastChunk::NewKeys;
     else if (upserts > 0 && older * 20 >= upserts * 19)

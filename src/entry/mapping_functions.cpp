@@ -93,11 +93,10 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
     sequin::CompiledMapping *m = sequin::mapping_for(collection);
     const ExplainStep steps[] = {
         {"lookup: stored versions of the batch's keys", "caller", &m->lookup},
-        {"lock the stored rows in key order (a chunk that updates and deletes)", "caller",
-         &m->lock_rows},
         {"update keys stored with an older version (first, when recent chunks were updates)",
          "caller", &m->update_first},
-        {"insert or update: new keys, and stored keys the update missed", "caller", &m->upsert},
+        {"insert or update: new and stored keys, in key order between a chunk's deletes", "caller",
+         &m->upsert},
         {"insert new keys, tried first (fails as a whole if one exists)", "caller",
          &m->insert_plain},
         {"insert new keys, when the plain insert failed", "caller", &m->insert_new},

@@ -102,7 +102,6 @@ struct CompiledMapping {
 
     // The applier's statements (see statement_builder.cpp for their shapes).
     PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)
-    PreparedStatement lock_rows;    // SELECT ... FOR UPDATE in key order (caller's rights)
     PreparedStatement upsert;       // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
     PreparedStatement update_first; // UPDATE ... FROM the batch, RETURNING what it updated
     PreparedStatement insert_new;   // INSERT ... ON CONFLICT DO NOTHING, keys believed new
@@ -110,9 +109,8 @@ struct CompiledMapping {
     PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
     PreparedStatement tomb_insert;  // record tombstones (extension owner; apply/tombstones)
 
-    std::array<PreparedStatement *, 8> statements() {
-        return {&lookup,     &lock_rows,    &upsert, &update_first,
-                &insert_new, &insert_plain, &remove, &tomb_insert};
+    std::array<PreparedStatement *, 7> statements() {
+        return {&lookup, &upsert, &update_first, &insert_new, &insert_plain, &remove, &tomb_insert};
     }
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches

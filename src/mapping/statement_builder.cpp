@@ -28,7 +28,6 @@ class StatementBuilder {
     void build() {
         build_row_writes();
         build_lookup();
-        build_lock_rows();
         build_remove();
         if (m_.order_column >= 0)
             build_tomb_insert();
@@ -222,18 +221,6 @@ class StatementBuilder {
                                                  : "true";
         s.sql = "SELECT u.i, " + newer + " FROM " + from + " JOIN " + m_.target_name + " AS t ON " +
                 key_match("t", "u.k");
-    }
-
-    // The stored rows of a chunk that both updates and deletes, locked first in the batch's
-    // key order: the UPDATE and the DELETE that follow then wait for no other writer in
-    // between, so writers mixing deletes lock in one order and cannot deadlock.
-    void build_lock_rows() {
-        PreparedStatement &s = m_.lock_rows;
-        std::string aliases;
-        std::string from = key_unnest(s, false, false, aliases);
-        s.sql = "SELECT 1 FROM " + from + " JOIN " + m_.target_name + " AS t ON " +
-                key_match("t", "u.k") + " FOR UPDATE OF t";
-        s.join_in_batch_order = true;
     }
 
     // RETURNING which records removed a row: a tombstone of a key the caller did not see

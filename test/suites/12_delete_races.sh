@@ -35,17 +35,9 @@ seconds=${SEQUIN_RACE_SECONDS:-30}
 seed=${SEQUIN_RACE_SEED:-1}
 [[ $seed == random ]] && seed=$(($(date +%s%N) % 1000000))
 
-# Checks that fail today because of issue 11: their TAP lines carry "# TODO issue 11" (not
-# counted as failures by test/run). Remove an id once the fix makes it pass. The model and
-# bench ones depend on timing: today they fail in most runs, not in every one.
-known_failing=(
-    # a racing delete and insert both win
-    race-insert-open-delete race-delete-open-insert
-    rr-insert-vs-delete rr-delete-vs-insert ser-insert-vs-delete
-    model-end-state model-tombstones bench-del-end-state bench-del-tombstones
-    # deletes make concurrent writers deadlock
-    model-no-failed-call bench-del-no-failed-call
-)
+# Checks that fail today: their ids go here, and their TAP lines carry "# TODO" (not counted
+# as failures by test/run). None since issue 11.
+known_failing=()
 
 # The driver needs python3 (standard library only); installed with apt-get when missing.
 if ! command -v python3 >/dev/null 2>&1; then
@@ -76,7 +68,7 @@ tap_ok "delete races: database $db set up" test $setup_ok -eq 1
 ((setup_ok)) || tap_done
 
 SEQUIN_RACE_DB=$db SEQUIN_RACE_SEED=$seed SEQUIN_RACE_SECONDS=$seconds \
-    SEQUIN_RACE_KNOWN="${known_failing[*]}" SEQUIN_RACE_TODO="issue 11" \
+    SEQUIN_RACE_KNOWN="${known_failing[*]}" SEQUIN_RACE_TODO="" \
     python3 "$(dirname "$0")/lib/delete_races.py"
 rc=$?
 tap_ok "delete races: the driver found no failure outside the known ones (exit $rc)" test $rc -eq 0

@@ -32,9 +32,9 @@ icudb=sequin_tomb_settings_icu
 # ---------------------------------------------------------------------------------------------
 # Checks that fail today, each marked TODO with its issue. Matrix ids:
 # m:<delete's settings>-<late settings>:<config>:<S|D|G>, icu:... for the ICU database.
-# Issue 12: duplicates of one key in different chunks of sequin.batch_size are counted by
-# the chunk (inserted + updated), not as superseded (inserted + skipped).
-KNOWN_ISSUE_12=(e:num-dup-call-batches)
+# None today (issue 12's duplicates in different chunks of sequin.batch_size now meet in one
+# chunk: e:num-dup-call-batches passes).
+KNOWN_ISSUE_12=()
 if [[ -n ${SEQUIN_KNOWN_ISSUE_12+x} ]]; then
     read -r -a KNOWN_ISSUE_12 <<<"$SEQUIN_KNOWN_ISSUE_12"
 fi

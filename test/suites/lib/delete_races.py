@@ -26,8 +26,9 @@ Parts (each check id is the first word of its TAP line):
               is a delete (checked at each checkpoint, before later records of a key can
               overwrite a wrong row);
   bench-*     pgbench, 8 clients, batches of 16 records over 20 keys, without and with 5 %
-              deletes: no failed call, end state equal to the model (tps and
-              pg_stat_database.deadlocks printed);
+              deletes, and calls of 120 records in 4 chunks (sequin.batch_size = 32) with 25 %
+              deletes over 200 keys: no failed call, no deadlock (pg_stat_database), end state
+              equal to the model (tps printed);
   replay-*    a replay (every record stale) of upserts right after a call that inserted them,
               and as a session's first call, and a replay of deletes: works in BEGIN READ
               ONLY, takes no transaction id, and sequin.stats counts it;
@@ -689,10 +690,10 @@ SELECT * FROM sequin.sequin_upsert((
 """
 
 
-def pgbench(ctl, script, seconds, pdel, nkeys=20, clients=8, batch=16):
+def pgbench(ctl, script, seconds, pdel, nkeys=20, clients=8, batch=16, options=""):
     dl0 = deadlocks(ctl, settle=False)  # after a 1 s settle at the end of the previous part
     env = dict(os.environ)
-    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c client_min_messages=warning").strip()
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c client_min_messages=warning " + options).strip()
     p = subprocess.run([PGBENCH, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "--failures-detailed",
                         "--random-seed", str(SEED), "-D", "nkeys=%d" % nkeys, "-D", "pdel=%s" % pdel,
                         "-D", "batch=%d" % batch, "-f", script, DB],
@@ -715,7 +716,7 @@ def pgbench(ctl, script, seconds, pdel, nkeys=20, clients=8, batch=16):
     return res
 
 
-def bench_phase(ctl, seconds_plain, seconds_del):
+def bench_phase(ctl, seconds_plain, seconds_del, seconds_chunks):
     ctl.one("CREATE SEQUENCE public.bench_seq")
     ctl.one("CREATE TABLE public.bench_sent (id text, v bigint, d boolean)")
     make_target(ctl, "bench")
@@ -724,16 +725,21 @@ def bench_phase(ctl, seconds_plain, seconds_del):
         f.write(BENCH_SCRIPT)
     try:
         runs = []
-        for label, pdel, secs in (("0 % deletes", "0", seconds_plain), ("5 % deletes", "0.05", seconds_del)):
+        # The third load: calls of 120 records, 25 % deletes, over 200 keys, in chunks of 32
+        # (sequin.batch_size): a call's chunks, and its deletes and upserts, in one key order.
+        loads = (("nodel", "0 % deletes", "0", seconds_plain, 20, 16, ""),
+                 ("del", "5 % deletes", "0.05", seconds_del, 20, 16, ""),
+                 ("chunks", "25 % deletes in calls of 4 chunks", "0.25", seconds_chunks, 200, 120,
+                  "-c sequin.batch_size=32"))
+        for suffix, label, pdel, secs, nkeys, batch, options in loads:
             ctl.one("TRUNCATE public.bench, public.bench_sent")
             ctl.one("DELETE FROM sequin.tombstones WHERE collection_id = 'bench'")
-            res = pgbench(ctl, path, secs, pdel)
+            res = pgbench(ctl, path, secs, pdel, nkeys=nkeys, batch=batch, options=options)
             runs.append((label, res))
-            comment("pgbench, 8 clients, batches of 16 over 20 keys, %s, %d s: %.1f tps, %d calls, %d failed "
+            comment("pgbench, 8 clients, batches of %d over %d keys, %s, %d s: %.1f tps, %d calls, %d failed "
                     "(%d deadlock failures), %d clients aborted, pg_stat_database.deadlocks +%d"
-                    % (label, secs, res["tps"], res["processed"], res["failed"], res["deadlock_failures"],
-                       res["aborted"], res["deadlocks"]))
-            suffix = "nodel" if pdel == "0" else "del"
+                    % (batch, nkeys, label, secs, res["tps"], res["processed"], res["failed"],
+                       res["deadlock_failures"], res["aborted"], res["deadlocks"]))
             diag = res["errors"] or res["out"].splitlines()[-8:]
             tap("bench-%s-ran" % suffix, res["aborted"] == 0 and res["processed"] > 0,
                 "pgbench with %s: every client ran to the end (%d calls, %d aborted; pgbench exit %d)"
@@ -742,6 +748,9 @@ def bench_phase(ctl, seconds_plain, seconds_del):
                 "pgbench with %s: no failed call (%d failed of %d, %d of them deadlocks; %d deadlocks detected)"
                 % (label, res["failed"], res["processed"] + res["failed"], res["deadlock_failures"],
                    res["deadlocks"]), diag)
+            tap("bench-%s-no-deadlock" % suffix, res["deadlocks"] == 0,
+                "pgbench with %s: writers lock in one order, the server detected no deadlock (%d)"
+                % (label, res["deadlocks"]), diag)
             expected = {}
             for line in ctl.run("SELECT DISTINCT ON (id) id, v, d FROM public.bench_sent ORDER BY id, v DESC").rows:
                 k, v, d = line.split("|")
@@ -858,7 +867,8 @@ def prepared_check(ctl):
 # ---- main --------------------------------------------------------------------------------
 def main():
     # The scripted parts run first; what is left of the budget goes to the random sessions
-    # (40 %), pgbench without deletes (15 %) and with deletes (30 %); the rest covers the
+    # (40 %), pgbench without deletes (15 %), with deletes (20 %) and with large calls (10 %);
+    # the rest covers the
     # statistics' settling (1 s after each load) and the set-up.
     budget = max(SECONDS, 15.0)
     start = time.time()
@@ -879,7 +889,8 @@ def main():
         if "model" in PARTS:
             model_phase(ctl, max(6.0, 0.4 * left))
         if "bench" in PARTS:
-            bench_phase(ctl, max(3, int(round(0.15 * left))), max(6, int(round(0.3 * left))))
+            bench_phase(ctl, max(3, int(round(0.15 * left))), max(6, int(round(0.2 * left))),
+                        max(4, int(round(0.1 * left))))
     except (SessionDied, RuntimeError, subprocess.TimeoutExpired) as e:
         tap("driver", False, "the driver ran every part", [str(e)])
     finally:
