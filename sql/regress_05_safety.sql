@@ -67,3 +67,27 @@ RESET ROLE;
 SELECT key, version FROM sequin.tombstones WHERE collection_id = 'rls';
 DROP TABLE public.rls;
 DROP ROLE sequin_writer;
+
+-- Nested calls: sequin_upsert from a trigger of its own target. Failing at depth 12 costs
+-- linear time; unbounded, the stack depth check stops it (54001), not a runaway.
+CREATE SCHEMA safety;
+CREATE TABLE safety.nest (id int PRIMARY KEY, depth int, v bigint);
+SELECT sequin.create_mapping('safety:nest', 'safety.nest', '{"id": "data.id", "depth": "data.depth", "v": "updated_idx"}',
+                             order_column => 'v');
+CREATE FUNCTION safety.nest_again() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.depth >= current_setting('safety.nest_max')::int THEN
+        RAISE EXCEPTION 'innermost at depth %', NEW.depth;
+    END IF;
+    PERFORM sequin.sequin_upsert(jsonb_build_object('id', 'n', 'collection_id', 'safety:nest',
+        'updated_idx', 1, 'data', jsonb_build_object('id', NEW.id + 1, 'depth', NEW.depth + 1)));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER nest_again BEFORE INSERT ON safety.nest FOR EACH ROW EXECUTE FUNCTION safety.nest_again();
+SET safety.nest_max = 12;
+SELECT regexp_replace(try($$SELECT * FROM sequin.sequin_upsert('{"id": "n", "collection_id": "safety:nest", "updated_idx": 1, "data": {"id": 1, "depth": 0}}')$$),
+                      '(record 0 \(id "n", collection_id "safety:nest"\): )+', '<record 0: nested> ') AS depth_12;
+SET safety.nest_max = 1000000;
+SELECT left(try($$SELECT * FROM sequin.sequin_upsert('{"id": "n", "collection_id": "safety:nest", "updated_idx": 1, "data": {"id": 1, "depth": 0}}')$$), 5) AS unbounded;
+RESET safety.nest_max;
+SELECT count(*) AS rows_left FROM safety.nest;

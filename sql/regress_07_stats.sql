@@ -23,6 +23,11 @@ BEGIN;
 SELECT * FROM sequin.sequin_upsert('{"id": "rolled-back", "collection_id": "sts", "updated_idx": 1}');
 ROLLBACK;
 SELECT inserted FROM sequin.stats WHERE collection_id = 'sts';
+-- A call that fails counts nothing, not even the collections applied before the failing one
+-- (collections are applied in the order of their names: 'sts' before 'sts~missing').
+SELECT try($$SELECT * FROM sequin.sequin_upsert('[{"id": "f1", "collection_id": "sts", "updated_idx": 1},
+                                                  {"id": "f2", "collection_id": "sts~missing", "updated_idx": 1}]')$$);
+SELECT inserted FROM sequin.stats WHERE collection_id = 'sts';
 -- Turned off, nothing is counted.
 SET sequin.track_stats = off;
 SELECT * FROM sequin.sequin_upsert('{"id": "e", "collection_id": "sts", "updated_idx": 1}');

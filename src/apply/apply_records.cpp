@@ -12,6 +12,7 @@
 #include "pg/stats_counters.hpp"
 
 extern "C" {
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -195,16 +196,15 @@ void apply_group_records(const Group &group, const InputRecord *records, const C
     unpin_mapping(mapping);
 }
 
-// Applies one collection's records and adds what happened to its counters.
+// Applies one collection's records; sets what happened to them in *delta.
 void apply_group(const Group &group, const InputRecord *records, const CallSettings &call,
-                 MemoryContext chunk_context) {
+                 MemoryContext chunk_context, ApplyCounts *delta) {
     ApplyCounts *counts = call.counts;
     ApplyCounts before = *counts;
     apply_group_records(group, records, call, chunk_context);
-    ApplyCounts delta = {counts->inserted - before.inserted, counts->updated - before.updated,
-                         counts->deleted - before.deleted, counts->skipped - before.skipped,
-                         counts->failed - before.failed};
-    stats_add(group.collection, group.collection_len, delta, call.bookkeeping_owner);
+    *delta = {counts->inserted - before.inserted, counts->updated - before.updated,
+              counts->deleted - before.deleted, counts->skipped - before.skipped,
+              counts->failed - before.failed};
 }
 
 int compare_groups(const void *a, const void *b) {
@@ -222,6 +222,10 @@ int group_by_collection(const InputRecord *records, int count, const CallSetting
     Group *groups = static_cast<Group *>(palloc0(sizeof(Group) * count));
     int *group_of = static_cast<int *>(palloc(sizeof(int) * count));
     int group_count = 0, last = -1;
+    int slot_count = 16;
+    while (slot_count < 2 * count)
+        slot_count <<= 1;
+    int *slots = static_cast<int *>(palloc0(sizeof(int) * slot_count)); // group + 1, 0 = empty
     for (int i = 0; i < count; i++) {
         group_of[i] = -1;
         const InputRecord &input = records[i];
@@ -240,15 +244,26 @@ int group_by_collection(const InputRecord *records, int count, const CallSetting
         int len = collection.val.string.len;
         int found = -1;
         if (last >= 0 && groups[last].collection_len == len &&
-            memcmp(groups[last].collection, name, len) == 0)
+            memcmp(groups[last].collection, name, len) == 0) {
             found = last;
-        for (int j = 0; found < 0 && j < group_count; j++)
-            if (groups[j].collection_len == len && memcmp(groups[j].collection, name, len) == 0)
-                found = j;
-        if (found < 0) {
-            found = group_count++;
-            groups[found].collection = name;
-            groups[found].collection_len = len;
+        } else { // open addressing over the groups: linear in the number of records
+            uint32 slot =
+                hash_bytes(reinterpret_cast<const unsigned char *>(name), len) & (slot_count - 1);
+            for (;; slot = (slot + 1) & (slot_count - 1)) {
+                int j = slots[slot] - 1;
+                if (j < 0) {
+                    found = group_count++;
+                    groups[found].collection = name;
+                    groups[found].collection_len = len;
+                    slots[slot] = found + 1;
+                    break;
+                }
+                if (groups[j].collection_len == len &&
+                    memcmp(groups[j].collection, name, len) == 0) {
+                    found = j;
+                    break;
+                }
+            }
         }
         group_of[i] = last = found;
         groups[found].count++;
@@ -262,6 +277,7 @@ int group_by_collection(const InputRecord *records, int count, const CallSetting
             Group &group = groups[group_of[i]];
             group.members[group.count++] = i;
         }
+    pfree(slots);
     qsort(groups, group_count, sizeof(Group), compare_groups);
     *groups_out = groups;
     return group_count;
@@ -274,6 +290,8 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
     memset(counts, 0, sizeof *counts);
     if (count == 0)
         return;
+    // A call from a trigger of a target nests; unbounded, it stops here.
+    check_stack_depth();
     MemoryContext call_context =
         AllocSetContextCreate(CurrentMemoryContext, "sequin apply", ALLOCSET_DEFAULT_SIZES);
     MemoryContext chunk_context =
@@ -288,8 +306,15 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
         elog(ERROR, "SPI_connect failed");
     MemoryContextSwitchTo(call_context);
     call.bookkeeping_owner = sequin_relation_owner("tombstones");
+    // Counted once every group is applied: a call that fails counts nothing (the counters
+    // are written in place, so they would outlive its rollback).
+    ApplyCounts *deltas =
+        static_cast<ApplyCounts *>(palloc0(sizeof(ApplyCounts) * (group_count + 1)));
     for (int g = 0; g < group_count; g++)
-        apply_group(groups[g], records, call, chunk_context);
+        apply_group(groups[g], records, call, chunk_context, &deltas[g]);
+    for (int g = 0; g < group_count; g++)
+        stats_add(groups[g].collection, groups[g].collection_len, deltas[g],
+                  call.bookkeeping_owner);
     SPI_finish();
     MemoryContextSwitchTo(old);
     MemoryContextDelete(call_context);

@@ -159,8 +159,15 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
     }
     TransactionId yield_to;
     int conflict_at;
-    if (take_write_conflict(error->sqlerrcode, &yield_to,
-                            &conflict_at)) { // a key deleted meanwhile
+    bool conflict = take_write_conflict(error->sqlerrcode, &yield_to, &conflict_at);
+    if (!conflict && error->sqlerrcode != ERRCODE_UNIQUE_VIOLATION && count == 1) {
+        // The record's own error (say, from a trigger of the target): running it again as
+        // ON CONFLICT would only raise it again, and a call nested in such a trigger would
+        // double its time with each level.
+        fail_chunk_record(chunk, scratch[0], nullptr, error);
+        return 0;
+    }
+    if (conflict) { // a key deleted meanwhile
         if (TransactionIdIsValid(yield_to))
             XactLockTableWait(yield_to, nullptr, nullptr, XLTW_None);
         skip_tombstoned_among(chunk, scratch, count);
