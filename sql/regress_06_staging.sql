@@ -60,3 +60,57 @@ SELECT count(*) AS inbox_rows FROM stg.inbox;
 CREATE TABLE stg.wrong (record jsonb);
 CREATE TRIGGER apply AFTER INSERT ON stg.wrong FOR EACH ROW EXECUTE FUNCTION sequin.staging_trigger();
 SELECT try($$INSERT INTO stg.wrong VALUES ('{}')$$);
+
+-- Staged records apply with the rights of the role that staged them (staged_by, filled by
+-- the trigger whatever the inserter writes). A role that may only insert into staging cannot
+-- make its record land in a table it has no rights on, even when a superuser drains it.
+-- In a transaction rolled back at the end: the roles and grants leave nothing behind.
+BEGIN;
+CALL public.create_role_once('stg_sender');
+CALL public.create_role_once('stg_gone');
+GRANT INSERT (record) ON sequin.staging TO stg_sender, stg_gone;
+GRANT USAGE ON SEQUENCE sequin.staging_id_seq TO stg_sender, stg_gone;
+CREATE TABLE stg.private (id text PRIMARY KEY, v bigint);
+SELECT sequin.create_mapping('stg:private', 'stg.private', '{"id": "id", "v": "updated_idx"}', order_column => 'v');
+SET ROLE stg_sender;
+SET sequin.apply_mode = deferred;
+INSERT INTO sequin.staging (record) VALUES ('{"id": "p1", "collection_id": "stg:private", "updated_idx": 1}');
+-- It cannot name another role: no privilege on the column (and the trigger overwrites it).
+SELECT try($$INSERT INTO sequin.staging (record, staged_by) VALUES ('{"id": "p2", "collection_id": "stg:private", "updated_idx": 1}', 'postgres')$$);
+RESET sequin.apply_mode;
+-- Immediately, too, its record applies with its own rights: it fails and stays, marked as its.
+INSERT INTO sequin.staging (record) VALUES ('{"id": "p3", "collection_id": "stg:private", "updated_idx": 1}');
+RESET ROLE;
+SELECT record->>'id' AS id, status, staged_by, left(regexp_replace(error, '(row|record) [0-9]+', '\1 N'), 72) AS error FROM sequin.staging
+ WHERE record->>'collection_id' = 'stg:private' ORDER BY id;
+SELECT failed, inserted FROM sequin.apply_staging(retry_failed => true);
+SELECT record->>'id' AS id, status, staged_by, left(regexp_replace(error, '(row|record) [0-9]+', '\1 N'), 72) AS error FROM sequin.staging
+ WHERE record->>'collection_id' = 'stg:private' ORDER BY id;
+SELECT count(*) AS landed FROM stg.private;
+-- Granted the rights, the same rows land when drained again.
+GRANT USAGE ON SCHEMA stg TO stg_sender;
+GRANT SELECT, INSERT, UPDATE ON stg.private TO stg_sender;
+SELECT failed, inserted FROM sequin.apply_staging(retry_failed => true);
+SELECT id FROM stg.private ORDER BY id;
+-- A row whose role no longer exists fails, and stays.
+SET ROLE stg_gone;
+SET sequin.apply_mode = deferred;
+INSERT INTO sequin.staging (record) VALUES ('{"id": "g1", "collection_id": "stg:private", "updated_idx": 1}');
+RESET sequin.apply_mode;
+RESET ROLE;
+REVOKE ALL ON sequin.staging FROM stg_gone;
+REVOKE ALL ON SEQUENCE sequin.staging_id_seq FROM stg_gone;
+DROP ROLE stg_gone;
+SELECT failed FROM sequin.apply_staging();
+SELECT status, error FROM sequin.staging WHERE record->>'id' = 'g1';
+-- A row staged before 0.4.0 (no role recorded) is applied only by the staging table's owner.
+UPDATE sequin.staging SET staged_by = NULL, status = 'pending' WHERE record->>'id' = 'g1';
+CALL public.create_role_once('stg_drain');
+GRANT EXECUTE ON FUNCTION sequin.apply_staging(int, boolean) TO stg_drain;
+SET ROLE stg_drain;
+SELECT failed FROM sequin.apply_staging();
+RESET ROLE;
+SELECT status, error FROM sequin.staging WHERE record->>'id' = 'g1';
+SELECT inserted FROM sequin.apply_staging(retry_failed => true);
+SELECT id FROM stg.private ORDER BY id;
+ROLLBACK;

@@ -42,3 +42,20 @@ SELECT count(*) AS counters_left FROM sequin.stats_counters;
 -- explain_mapping shows every statement, who runs it, and its parameters.
 SELECT step, runs_as, sql, parameters FROM sequin.explain_mapping('sts');
 SELECT try($$SELECT * FROM sequin.explain_mapping('sts.unknown')$$);
+
+-- sequin.stats shows a collection only to roles that may SELECT its target table (an
+-- unmapped collection, only to the owner of the counters). Rolled back: nothing stays.
+BEGIN;
+CALL public.create_role_once('sts_reader');
+GRANT USAGE ON SCHEMA sequin TO sts_reader;
+SELECT * FROM sequin.sequin_upsert('{"id": "r1", "collection_id": "sts", "updated_idx": 1}');
+SELECT count(*) AS rows_for_the_owner FROM sequin.stats WHERE collection_id = 'sts';
+SET ROLE sts_reader;
+SELECT count(*) AS rows_without_select FROM sequin.stats WHERE collection_id = 'sts';
+RESET ROLE;
+GRANT USAGE ON SCHEMA sts TO sts_reader;
+GRANT SELECT ON sts.t TO sts_reader;
+SET ROLE sts_reader;
+SELECT collection_id, inserted > 0 AS counted FROM sequin.stats WHERE collection_id = 'sts';
+RESET ROLE;
+ROLLBACK;

@@ -6,6 +6,8 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 }
@@ -35,6 +37,26 @@ int spi_execute_as(Oid user, SPIPlanPtr plan, Datum *values, const char *nulls, 
     int rc = SPI_execute_plan(plan, values, nulls, read_only, count);
     SetUserIdAndSecContext(saved_user, saved_security);
     return rc;
+}
+
+Datum current_role_name() {
+    Name name = static_cast<Name>(palloc0(NAMEDATALEN));
+    namestrcpy(name, GetUserNameFromId(GetUserId(), false));
+    return NameGetDatum(name);
+}
+
+void run_as_role(Oid role, void (*fn)(void *arg), void *arg) {
+    Oid saved_user;
+    int saved_security;
+    GetUserIdAndSecContext(&saved_user, &saved_security);
+    SetUserIdAndSecContext(role, saved_security | SECURITY_LOCAL_USERID_CHANGE |
+                                     SECURITY_RESTRICTED_OPERATION);
+    int level = NewGUCNestLevel();
+    (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+                            GUC_ACTION_SAVE, true, 0, false);
+    fn(arg);
+    AtEOXact_GUC(false, level);
+    SetUserIdAndSecContext(saved_user, saved_security);
 }
 
 } // namespace sequin

@@ -9,6 +9,17 @@ extern "C" {
 
 namespace sequin {
 
+// The current role's name, as a Datum of type name.
+Datum current_role_name();
+
+// Runs fn as role the way PostgreSQL runs maintenance commands as a table's owner: as a
+// SECURITY_RESTRICTED_OPERATION, with search_path pg_catalog, pg_temp, in a GUC nest level of
+// its own, so that neither role's objects, settings or temporary tables act for the other.
+// Switching needs no privilege. An error on the way is cleaned up by the (sub)transaction
+// abort, which restores the identity and the settings. fn must not raise through live C++
+// objects (C-shaped code).
+void run_as_role(Oid role, void (*fn)(void *arg), void *arg);
+
 // OID of the relation sequin.<name>, or InvalidOid when it does not exist.
 Oid sequin_relation(const char *name);
 

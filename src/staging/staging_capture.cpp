@@ -22,7 +22,9 @@ extern "C" {
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 }
@@ -120,20 +122,21 @@ void collect_failure(void *arg, int64 position, int, const char *message) {
 }
 
 // Failed records stay: written to sequin.staging as the table's owner, like the rest of
-// the queue's bookkeeping.
+// the queue's bookkeeping, marked as staged by the inserting role.
 void store_failures(const Failures &f) {
     static SPIPlanPtr plan = nullptr;
-    static const Oid types[2] = {JSONBARRAYOID, TEXTARRAYOID};
+    static const Oid types[3] = {JSONBARRAYOID, TEXTARRAYOID, NAMEOID};
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     kept_plan(&plan,
-              "INSERT INTO sequin.staging (record, status, error, attempts) "
-              "SELECT f.record, 'failed', f.error, 1 FROM ROWS FROM "
+              "INSERT INTO sequin.staging (record, status, error, attempts, staged_by) "
+              "SELECT f.record, 'failed', f.error, 1, $3 FROM ROWS FROM "
               "(pg_catalog.unnest($1), pg_catalog.unnest($2)) AS f(record, error)",
-              2, types);
-    Datum args[2] = {
+              3, types);
+    Datum args[3] = {
         PointerGetDatum(construct_array(f.records, f.count, JSONBOID, -1, false, TYPALIGN_INT)),
-        PointerGetDatum(construct_array(f.errors, f.count, TEXTOID, -1, false, TYPALIGN_INT))};
+        PointerGetDatum(construct_array(f.errors, f.count, TEXTOID, -1, false, TYPALIGN_INT)),
+        current_role_name()};
     PlanRun as_owner;
     as_owner.as_user = sequin_relation_owner("staging");
     storing_failures = true;
@@ -185,26 +188,51 @@ void flush() {
     MemoryContextDelete(taken.context);
 }
 
-int attribute_number(TupleDesc desc, const char *name) {
+int find_attribute(TupleDesc desc, const char *name) {
     for (int i = 0; i < desc->natts; i++)
         if (!TupleDescAttr(desc, i)->attisdropped &&
             strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
             return i + 1;
-    elog(ERROR, "sequin.staging has no column \"%s\"", name);
     return 0;
+}
+
+int attribute_number(TupleDesc desc, const char *name) {
+    int attnum = find_attribute(desc, name);
+    if (attnum == 0)
+        elog(ERROR, "sequin.staging has no column \"%s\"", name);
+    return attnum;
+}
+
+// The row as stored, with the inserting role in staged_by whatever the inserter wrote there
+// (a schema from before 0.4.0 has no such column).
+HeapTuple stamp_inserter(TriggerData *td, HeapTuple tuple) {
+    TupleDesc desc = RelationGetDescr(td->tg_relation);
+    int attnum = find_attribute(desc, "staged_by");
+    if (attnum == 0)
+        return tuple;
+    int columns[1] = {attnum};
+    Datum values[1] = {current_role_name()};
+    bool nulls[1] = {false};
+    return heap_modify_tuple_by_cols(tuple, desc, 1, columns, values, nulls);
 }
 
 } // namespace
 
 HeapTuple capture_staged_row(TriggerData *td) {
     HeapTuple tuple = td->tg_trigtuple;
-    if (storing_failures || flushing || apply_mode_is_deferred())
-        return tuple; // stored as it is: applied later, or kept as failed
+    if (storing_failures)
+        return tuple; // our own INSERT of failed records names their inserter
+    // A restore (pg_dump's scripts turn check_function_bodies off) by the queue's owner: the
+    // rows as dumped, with their roles, neither applied nor stamped.
+    if (!check_function_bodies && has_privs_of_role(GetUserId(), sequin_relation_owner("staging")))
+        return tuple;
+    if (flushing || apply_mode_is_deferred())
+        return stamp_inserter(td, tuple); // stored: applied later
     TupleDesc desc = RelationGetDescr(td->tg_relation);
     bool isnull;
     Datum status = heap_getattr(tuple, attribute_number(desc, "status"), desc, &isnull);
     if (isnull || strcmp(TextDatumGetCString(status), "pending") != 0)
-        return tuple; // inserted as failed by hand: kept for a retry
+        return stamp_inserter(td, tuple); // inserted as failed by hand: kept for a retry
     Datum record = heap_getattr(tuple, attribute_number(desc, "record"), desc, &isnull);
     if (isnull)
         return tuple; // the NOT NULL constraint reports it

@@ -43,6 +43,26 @@ Datum int8_array(const int64 *values, int n) {
     return PointerGetDatum(construct_array(elements, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
 }
 
+int compare_failures(const void *a, const void *b) {
+    int64 x = static_cast<const std::pair<int64, char *> *>(a)->first;
+    int64 y = static_cast<const std::pair<int64, char *> *>(b)->first;
+    return (x > y) - (x < y);
+}
+
+void sort_failures(SliceResult *result) {
+    int n = result->failed_count;
+    auto *pairs = static_cast<std::pair<int64, char *> *>(
+        palloc(sizeof(std::pair<int64, char *>) * (n ? n : 1)));
+    for (int i = 0; i < n; i++)
+        pairs[i] = {result->failed_ids[i], result->failed_errors[i]};
+    qsort(pairs, n, sizeof(pairs[0]), compare_failures);
+    for (int i = 0; i < n; i++) {
+        result->failed_ids[i] = pairs[i].first;
+        result->failed_errors[i] = pairs[i].second;
+    }
+    pfree(pairs);
+}
+
 // Applied rows leave staging; failed rows stay, marked. Runs as the staging table's owner:
 // whoever may insert a record need not be able to edit the queue.
 void settle_slice(Oid owner, const int64 *ids, int n, const SliceResult &result) {
@@ -96,17 +116,25 @@ void apply_staged_slice(Oid owner, InputRecord *records, int64 *ids, int n, Appl
     ApplyCounts counts;
     apply_records(records, n, ApplyMode::Isolate, collect_failure, &result, &counts);
     // The applier reports failures grouped by collection: settle_slice wants id order.
-    for (int i = 1; i < result.failed_count; i++)
-        for (int j = i; j > 0 && result.failed_ids[j - 1] > result.failed_ids[j]; j--) {
-            std::swap(result.failed_ids[j - 1], result.failed_ids[j]);
-            std::swap(result.failed_errors[j - 1], result.failed_errors[j]);
-        }
+    sort_failures(&result);
     settle_slice(owner, ids, n, result);
     total->inserted += counts.inserted;
     total->updated += counts.updated;
     total->deleted += counts.deleted;
     total->skipped += counts.skipped;
     total->failed += counts.failed;
+}
+
+void fail_staged_rows(Oid owner, const int64 *ids, int n, const char *error, ApplyCounts *total) {
+    SliceResult result;
+    result.failed_ids = const_cast<int64 *>(ids);
+    result.failed_errors = static_cast<char **>(palloc(sizeof(char *) * (n ? n : 1)));
+    for (int i = 0; i < n; i++)
+        result.failed_errors[i] = const_cast<char *>(error);
+    result.failed_count = n;
+    result.context = CurrentMemoryContext;
+    settle_slice(owner, ids, n, result);
+    total->failed += n;
 }
 
 void define_staging_settings() {

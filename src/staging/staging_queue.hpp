@@ -21,4 +21,7 @@ constexpr int kStagingSliceRows = 10000;
 // and adds the counts to total. SPI connected.
 void apply_staged_slice(Oid owner, InputRecord *records, int64 *ids, int n, ApplyCounts *total);
 
+// Marks n staged rows failed with error, unapplied (as the queue's owner), and counts them.
+void fail_staged_rows(Oid owner, const int64 *ids, int n, const char *error, ApplyCounts *total);
+
 } // namespace sequin

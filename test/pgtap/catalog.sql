@@ -1,7 +1,7 @@
 -- The SPEC's public interface: names, columns, types and defaults.
 BEGIN;
 CREATE EXTENSION sequin_upsert;
-SELECT plan(25);
+SELECT plan(26);
 SELECT has_schema('sequin');
 SELECT has_table('sequin', 'mappings', 'the mapping catalog exists');
 SELECT columns_are('sequin', 'mappings', ARRAY['collection_id', 'target_table', 'columns',
@@ -12,7 +12,8 @@ SELECT col_type_is('sequin', 'mappings', 'columns', 'jsonb', 'mappings.columns: 
 SELECT col_type_is('sequin', 'mappings', 'keep_on_conflict', 'text[]', 'mappings.keep_on_conflict: text[]');
 SELECT col_default_is('sequin', 'mappings', 'on_delete', 'delete', 'mappings.on_delete: delete');
 SELECT has_table('sequin', 'staging', 'the staging queue exists');
-SELECT columns_are('sequin', 'staging', ARRAY['id', 'record', 'received_at', 'status', 'error', 'attempts']);
+SELECT columns_are('sequin', 'staging', ARRAY['id', 'record', 'received_at', 'status', 'error', 'attempts', 'staged_by']);
+SELECT col_type_is('sequin', 'staging', 'staged_by', 'name', 'staging.staged_by: name (the role that staged the row)');
 SELECT col_type_is('sequin', 'staging', 'id', 'bigint', 'staging.id: bigint');
 SELECT col_default_is('sequin', 'staging', 'status', 'pending', 'staging.status: pending');
 SELECT col_default_is('sequin', 'staging', 'attempts', '0', 'staging.attempts: 0');

@@ -39,7 +39,7 @@ KNOWN_ISSUE_11=() # every check of issue 11 passes
 # applies staged records with the rights of the role that calls it, not of the role that
 # inserted them (SPEC, Staging: "A staged record is applied with the rights of the role that
 # inserted it ... never with the rights of whoever runs apply_staging").
-KNOWN_STAGING_ROLE=(d:{domain,cast}:{as-caller,no-super,rolsuper} w:{domain,cast}:as-caller)
+KNOWN_STAGING_ROLE=()
 if [[ -n ${SEQUIN_KNOWN_ISSUE_11+x} ]]; then
     read -r -a KNOWN_ISSUE_11 <<<"$SEQUIN_KNOWN_ISSUE_11"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION sequin_upsert UPDATE from 0.1.0 and from 0.2.0 on databases holding
+# ALTER EXTENSION sequin_upsert UPDATE from 0.1.0, 0.2.0 and 0.3.0 on databases holding
 # mappings, staged rows and tombstones as those releases wrote them (text keys and
 # versions): nothing is lost, the tombstones still bind, and everything works afterwards.
 set -uo pipefail
@@ -7,7 +7,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 latest=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$SEQUIN_ROOT/sequin_upsert.control")
 
-for from in 0.1.0 0.2.0; do
+for from in 0.1.0 0.2.0 0.3.0; do
     db=sequin_upgrade_${from//./_}
     PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     # The tombstones are written as the old releases wrote them: a text[] key and a text
@@ -26,8 +26,13 @@ SET sequin.apply_mode = deferred;
 INSERT INTO sequin.staging (record) VALUES ('{"id": "c", "collection_id": "subs", "updated_idx": 1, "data": {"plan": "pro"}}');
 SQL
     tap_ok "$from installed" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = "$from"
-    out=$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"z\", \"collection_id\": \"subs\", \"updated_idx\": 1}')" 2>&1)
-    tap_ok "$from: before the update, a call says to run ALTER EXTENSION ... UPDATE" \
+    if [[ $from != 0.3.0 ]]; then # 0.3.0's tables serve sequin_upsert as they are
+        out=$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"z\", \"collection_id\": \"subs\", \"updated_idx\": 1}')" 2>&1)
+        tap_ok "$from: before the update, a call says to run ALTER EXTENSION ... UPDATE" \
+            grep -q "ALTER EXTENSION sequin_upsert UPDATE" <<<"$out"
+    fi
+    out=$(psql_q -d $db -c "SELECT * FROM sequin.apply_staging()" 2>&1)
+    tap_ok "$from: before the update, apply_staging says to run ALTER EXTENSION ... UPDATE" \
         grep -q "ALTER EXTENSION sequin_upsert UPDATE" <<<"$out"
     psql_q -d $db -c "ALTER EXTENSION sequin_upsert UPDATE"
     tap_ok "$from: updated to $latest" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = "$latest"

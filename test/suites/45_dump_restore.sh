@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# pg_dump keeps the mapping catalog and the tombstones, and a plain restore works: the
-# catalog's rows are loaded before the targets' keys exist, so their validation waits.
+# pg_dump keeps the mapping catalog, the tombstones and the staged records (pending and
+# failed, with the role that staged them), and a plain restore works: the catalog's rows are
+# loaded before the targets' keys exist, so their validation waits, and the staged rows are
+# loaded as they were, not applied.
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -26,6 +28,16 @@ SELECT * FROM sequin.sequin_upsert('[{"id": "a", "collection_id": "stripe:subscr
 SQL
 # A tombstone's creator need not exist where the dump is restored (created_by is a name).
 psql_q -d $src -c "UPDATE sequin.tombstones SET created_by = 'sq45_role_not_in_the_target_cluster'" >/dev/null
+# A pending record and a failed one, staged by a role of their own.
+psql_q -d $src >/dev/null <<'SQL'
+SET sequin.apply_mode = deferred;
+INSERT INTO sequin.staging (record) VALUES ('{"id": "p", "collection_id": "stripe:subscription", "updated_idx": 1}');
+RESET sequin.apply_mode;
+INSERT INTO sequin.staging (record) VALUES ('{"id": "f", "collection_id": "no:such", "updated_idx": 1}');
+UPDATE sequin.staging SET staged_by = 'sq45_stager';
+SQL
+staged="SELECT string_agg(record->>'id' || ' ' || status || ' ' || staged_by || ' ' || (error IS NOT NULL), ',' ORDER BY id) FROM sequin.staging"
+staged_src=$(psql_q -d $src -c "$staged")
 pg_dump -d $src -f "$work/dump.sql"
 tap_ok "pg_dump of a database with mappings" test -s "$work/dump.sql"
 restore_out=$(psql -X -v ON_ERROR_STOP=1 -q -d $dst -f "$work/dump.sql" 2>&1)
@@ -36,6 +48,11 @@ tap_ok "the mappings are restored" \
     test "$(psql_q -d $dst -c "SELECT string_agg(collection_id, ',' ORDER BY collection_id COLLATE \"C\") FROM sequin.mappings")" = "by_code,stripe:subscription"
 tap_ok "the tombstones are restored, with their creator's name and key hash" \
     test "$(psql_q -d $dst -c "SELECT version || ' ' || created_by || ' ' || (key_hash IS NOT NULL) FROM sequin.tombstones WHERE key = '{b}'")" = "5 sq45_role_not_in_the_target_cluster true"
+tap_ok "the staged records are restored as they were, not applied ($staged_src)" \
+    test "$(psql_q -d $dst -c "$staged")" = "p pending sq45_stager false,f failed sq45_stager true"
+tap_ok "the staged records were the same before the dump" test "$staged_src" = "p pending sq45_stager false,f failed sq45_stager true"
+tap_ok "a restored staged row's id is not given again" \
+    test "$(psql_q -d $dst -c "SELECT nextval('sequin.staging_id_seq') > max(id) FROM sequin.staging")" = t
 tap_ok "upserts work after the restore (conflict key from a constraint created after the data)" \
     test "$(psql_q -d $dst -c "SELECT inserted || '/' || updated || '/' || skipped FROM sequin.sequin_upsert('[
         {\"id\": \"c\", \"collection_id\": \"stripe:subscription\", \"updated_idx\": 1},

@@ -1,0 +1,31 @@
+-- sequin_upsert 0.3.0 -> 0.4.0: staged records applied with the rights of the role that
+-- staged them; sequin.stats shows what its reader may see; staged rows are dumped.
+\echo Use "ALTER EXTENSION sequin_upsert UPDATE TO '0.4.0'" to load this file. \quit
+
+-- The role that inserted a staged row, filled by the capture trigger (whatever the inserter
+-- wrote there): apply_staging() applies each row as that role, so a role that may only
+-- insert into staging cannot make its records land with the draining role's rights. A name,
+-- not a regrole: a restore needs no such role (a row whose role is gone fails). Rows staged
+-- before 0.4.0 have none: only the staging table's owner applies them.
+ALTER TABLE sequin.staging ADD COLUMN staged_by name;
+
+-- Pending and failed records survive pg_dump and restore.
+SELECT pg_catalog.pg_extension_config_dump('sequin.staging', '');
+SELECT pg_catalog.pg_extension_config_dump('sequin.staging_id_seq', '');
+
+-- A collection's counts are shown to whoever may read its target table, unmapped ones (seen
+-- only in records that failed) to the counters' owner; the owner sees every row.
+CREATE OR REPLACE VIEW sequin.stats AS
+SELECT coalesce(m.collection_id, c.collection_id) AS collection_id,
+       coalesce(c.inserted, 0) AS inserted, coalesce(c.updated, 0) AS updated,
+       coalesce(c.deleted, 0) AS deleted, coalesce(c.skipped, 0) AS skipped,
+       coalesce(c.failed, 0) AS failed, c.last_applied
+  FROM sequin.mappings AS m
+  FULL JOIN (SELECT collection_id, sum(inserted)::bigint AS inserted, sum(updated)::bigint AS updated,
+                    sum(deleted)::bigint AS deleted, sum(skipped)::bigint AS skipped,
+                    sum(failed)::bigint AS failed,
+                    nullif(max(last_applied), '-infinity') AS last_applied
+               FROM sequin.stats_counters GROUP BY collection_id) AS c
+    ON c.collection_id = m.collection_id
+ WHERE pg_catalog.has_table_privilege('sequin.stats_counters', 'SELECT')
+    OR (m.target_table IS NOT NULL AND pg_catalog.has_table_privilege(m.target_table, 'SELECT'));
