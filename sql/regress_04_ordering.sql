@@ -136,3 +136,28 @@ ALTER TABLE ord.t ADD CONSTRAINT name_not_evil CHECK (name IS DISTINCT FROM 'evi
 SELECT try($$SELECT * FROM sequin.sequin_upsert(jsonb_build_array(
     ord.rec('w1', 1, 'fine'), ord.rec('w2', 1, 'evil'), ord.rec('w3', 1, 'fine')))$$);
 SELECT count(*) AS w_rows FROM ord.t WHERE id LIKE 'w%';
+
+-- Counts add up to the records sent. Records without a version (the order column not
+-- required) after a call of new keys: the new one inserted once, the stored one without a
+-- version skipped (NULL is the oldest version), the newer one updated.
+CREATE TABLE ord.nv (id text PRIMARY KEY, v bigint);
+SELECT sequin.create_mapping('ord:nv', 'ord.nv', '{"id": "id", "v": "updated_idx"}', order_column => 'v',
+                             required => '{id}');
+SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', 'k' || i, 'collection_id', 'ord:nv',
+                                                                        'updated_idx', 1)) FROM generate_series(1, 10) AS i));
+SELECT * FROM sequin.sequin_upsert('[{"id": "n1", "collection_id": "ord:nv"}, {"id": "k1", "collection_id": "ord:nv"},
+                                     {"id": "k2", "collection_id": "ord:nv", "updated_idx": 2}]');
+SELECT id, v FROM ord.nv WHERE id IN ('n1', 'k1', 'k2') ORDER BY id;
+-- A BEFORE INSERT trigger of the target that returns NULL: those records count as skipped.
+CREATE FUNCTION ord.skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN CASE WHEN NEW.id LIKE 'odd%' THEN NULL ELSE NEW END;
+END $$;
+CREATE TRIGGER skip_odd BEFORE INSERT ON ord.nv FOR EACH ROW EXECUTE FUNCTION ord.skip_odd();
+SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', CASE WHEN i % 2 = 1 THEN 'odd' ELSE 'even' END || i,
+                                                                        'collection_id', 'ord:nv', 'updated_idx', 1))
+                                      FROM generate_series(1, 10) AS i));
+SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', CASE WHEN i % 2 = 1 THEN 'odd' ELSE 'even' END || i,
+                                                                        'collection_id', 'ord:nv', 'updated_idx', 2))
+                                      FROM generate_series(1, 10) AS i));
+SELECT count(*) FILTER (WHERE id LIKE 'even%') AS even_rows, count(*) FILTER (WHERE id LIKE 'odd%') AS odd_rows FROM ord.nv;

@@ -153,6 +153,7 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
         [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); }, true);
     if (!error) {
         counts->inserted += written;
+        counts->skipped += count - static_cast<int64>(written); // a BEFORE trigger's NULL
         for (int i = 0; i < count; i++)
             chunk->state[scratch[i]] = Done;
         return written;
@@ -183,9 +184,20 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
             chunk->state[scratch[i]] = Done;
         return inserted;
     }
+    // The rows this statement inserted are done; the others (stored meanwhile, or held back
+    // by a trigger) are looked up.
+    bool *inserted_flags = static_cast<bool *>(palloc0(sizeof(bool) * remaining));
+    if (count_inserted_here(chunk, scratch, remaining, inserted_flags) >= 0) {
+        for (int i = 0; i < remaining; i++)
+            if (inserted_flags[i])
+                chunk->state[scratch[i]] = Done;
+        run_lookups(chunk, [&] { lookup_stored_versions(chunk, scratch, is_new_upsert); });
+        return inserted;
+    }
+    // Not a heap: the rows just inserted are found with their own version and marked
+    // skipped (a NULL version is newer than nothing, so such rows are written once more).
     int64 skipped_before = counts->skipped;
     run_lookups(chunk, [&] { lookup_stored_versions(chunk, scratch, is_new_upsert); });
-    // The rows just inserted were found with their own version and marked skipped.
     counts->skipped = skipped_before + (counts->skipped - skipped_before - inserted);
     return inserted;
 }

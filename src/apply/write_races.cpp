@@ -220,7 +220,7 @@ bool first_upsert_is_stored(Chunk *chunk) {
     return false;
 }
 
-int count_inserted_here(Chunk *chunk, const int *records, int count) {
+int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inserted_flags) {
     CompiledMapping *mapping = chunk->mapping;
     if (!OidIsValid(mapping->key_index))
         return -1;
@@ -246,8 +246,11 @@ int count_inserted_here(Chunk *chunk, const int *records, int count) {
                 bool should_free;
                 HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
                 if (TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tuple->t_data)) &&
-                    !(tuple->t_data->t_infomask & HEAP_UPDATED))
+                    !(tuple->t_data->t_infomask & HEAP_UPDATED)) {
                     inserted++;
+                    if (inserted_flags)
+                        inserted_flags[i] = true;
+                }
                 if (should_free)
                     heap_freetuple(tuple);
             }
