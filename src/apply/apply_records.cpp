@@ -43,6 +43,8 @@ void init_chunk(Chunk *chunk) {
     chunk->stored_older = static_cast<bool *>(palloc0(count));
     chunk->removed = static_cast<bool *>(palloc0(count));
     chunk->keys = static_cast<RecordKey *>(palloc0(sizeof(RecordKey) * count));
+    chunk->keep_source = static_cast<int *>(palloc(sizeof(int) * (count ? count : 1)));
+    memset(chunk->keep_source, 0xff, sizeof(int) * count); // -1
     initStringInfo(&chunk->key_scratch);
     const CompiledMapping *mapping = chunk->mapping;
     size_t top_keys = Max(mapping->identity_keys.size(), mapping->value_keys.size());

@@ -58,6 +58,9 @@ struct Chunk {
     bool *stored_older; // ... with an older version (or none): the record is newer
     bool *removed;      // a delete that removed a row
     RecordKey *keys;
+    // A record that won over earlier ones of its key: the record whose keep_on_conflict
+    // values the row keeps (the one that inserted it, applied one by one), or -1.
+    int *keep_source;
     // Conversion's working state. next and column live in memory, not in locals, so that
     // they are right after a longjmp out of a conversion.
     StringInfoData key_scratch;
@@ -96,7 +99,8 @@ void convert_chunk(Chunk *chunk, RecordStep step);
 
 // ---- duplicate_keys.cpp
 // Several records of one key: the newest stays (array order without an order column), the
-// others are skipped, as if applied one by one.
+// others are skipped, as if applied one by one; the row keeps the keep_on_conflict values of
+// the record that would have inserted it (chunk->keep_source).
 void keep_newest_per_key(Chunk *chunk);
 // The hash of key column k's value, agreeing with the unique index's equality (0 when no
 // hash agrees with it); a key's hash combines its columns' with hash_combine.

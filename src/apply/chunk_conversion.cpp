@@ -137,6 +137,15 @@ void convert_values(Chunk *chunk, int record) {
         if (!column.is_now && !column.is_key && !column.is_order)
             convert_column(chunk, i, values, nulls);
     }
+    int source = chunk->keep_source[record];
+    if (source >= 0) { // an earlier record of the key inserts: its keep_on_conflict values
+        find_top_values(chunk, chunk->inputs[chunk->members[source]], chunk->mapping->value_keys);
+        for (int i = 0; i < chunk->column_count; i++) {
+            const MappedColumn &column = chunk->mapping->columns[i];
+            if (column.keep_on_conflict && !column.is_now && !column.is_key && !column.is_order)
+                convert_column(chunk, i, values, nulls);
+        }
+    }
     chunk->column = nullptr;
 }
 

@@ -71,14 +71,21 @@ void keep_newest_per_key(Chunk *chunk) {
     while (size < 2 * chunk->count)
         size <<= 1;
     int *slots = static_cast<int *>(palloc0(sizeof(int) * size)); // record + 1, 0 = empty
+    // Applied one by one from an absent key: is a row present, and which record inserted it
+    // (its keep_on_conflict values stay when later records update the row)?
+    bool *present = static_cast<bool *>(palloc0(sizeof(bool) * size));
+    int *inserter = static_cast<int *>(palloc(sizeof(int) * size));
     for (int record = 0; record < chunk->count; record++) {
         if (chunk->state[record] == Done)
             continue;
+        bool upsert = chunk->state[record] == Upsert;
         int slot = chunk->keys[record].hash & (size - 1);
         while (true) {
             int kept = slots[slot] - 1;
             if (kept < 0) {
                 slots[slot] = record + 1;
+                present[slot] = upsert;
+                inserter[slot] = upsert ? record : -1;
                 break;
             }
             if (same_key(chunk, kept, record)) {
@@ -89,11 +96,23 @@ void keep_newest_per_key(Chunk *chunk) {
                 chunk->state[loser] = Done;
                 chunk->call->counts->skipped++;
                 slots[slot] = (later_wins ? record : kept) + 1;
+                if (later_wins) {
+                    if (upsert && !present[slot])
+                        inserter[slot] = record;
+                    present[slot] = upsert;
+                }
                 break;
             }
             slot = (slot + 1) & (size - 1);
         }
     }
+    for (int slot = 0; slot < size; slot++) {
+        int winner = slots[slot] - 1;
+        if (winner >= 0 && present[slot] && inserter[slot] != winner)
+            chunk->keep_source[winner] = inserter[slot];
+    }
+    pfree(inserter);
+    pfree(present);
     pfree(slots);
 }
 
