@@ -1,5 +1,6 @@
 // Statement parameters: see statement_params.hpp.
 #include "apply/statement_params.hpp"
+#include "pg/fixed_settings.hpp"
 #include "pg/kept_plan.hpp"
 
 extern "C" {
@@ -41,14 +42,21 @@ Datum column_array(Chunk *chunk, int column, const int *records, int count) {
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * (count ? count : 1)));
     Oid output_fn = InvalidOid;
     bool varlena;
-    if (mapped.param_as_text)
+    // Values passed as text (arrays, say) are written under fixed settings, in forms that
+    // read back the same under any (extra_float_digits 3: a float8[] stays exact).
+    int settings = -1;
+    if (mapped.param_as_text) {
         getTypeOutputInfo(mapped.type->type_oid, &output_fn, &varlena);
+        settings = enter_fixed_settings();
+    }
     for (int i = 0; i < count; i++) {
         nulls[i] = row_nulls(chunk, records[i])[column];
         elements[i] = row_values(chunk, records[i])[column];
         if (mapped.param_as_text && !nulls[i])
             elements[i] = CStringGetTextDatum(OidOutputFunctionCall(output_fn, elements[i]));
     }
+    if (settings >= 0)
+        leave_fixed_settings(settings);
     int dims[1] = {count};
     int lower_bounds[1] = {1};
     if (mapped.param_as_text)

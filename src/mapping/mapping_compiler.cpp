@@ -16,6 +16,7 @@ extern "C" {
 #include "access/nbtree.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 }
@@ -191,6 +192,38 @@ CompiledMapping::~CompiledMapping() {
         MemoryContextDelete(context);
 }
 
+namespace {
+
+// The JSON parser reads UTF-8; the catalog's text, the targets' column names and the
+// records' keys are in the server encoding (say LATIN1): converted both ways.
+bool server_is_utf8() {
+    int encoding = GetDatabaseEncoding();
+    return encoding == PG_UTF8 || encoding == PG_SQL_ASCII;
+}
+
+std::string convert_text(const std::string &text, bool to_utf8) {
+    if (server_is_utf8())
+        return text;
+    const char *converted = pg_guard([&] {
+        return to_utf8 ? pg_server_to_any(text.c_str(), static_cast<int>(text.size()), PG_UTF8)
+                       : pg_any_to_server(text.c_str(), static_cast<int>(text.size()), PG_UTF8);
+    });
+    return std::string(converted);
+}
+
+std::vector<std::pair<std::string, Source>>
+parse_columns_in_server_encoding(const std::string &json) {
+    auto parsed = parse_columns(convert_text(json, true));
+    for (auto &[name, source] : parsed) {
+        name = convert_text(name, false);
+        for (std::string &key : source.keys)
+            key = convert_text(key, false);
+    }
+    return parsed;
+}
+
+} // namespace
+
 std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool deferred_checks,
                                                  bool prepare_statements) {
     auto compiled = std::make_unique<CompiledMapping>();
@@ -224,9 +257,9 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
 
     std::vector<std::pair<std::string, Source>> sources;
     try {
-        sources = parse_columns(row.columns_json);
+        sources = parse_columns_in_server_encoding(row.columns_json);
     } catch (const SourceError &e) {
-        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE, e.what());
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE, convert_text(e.what(), false));
     }
 
     compiled->context = pg_guard([&] {

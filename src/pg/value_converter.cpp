@@ -98,15 +98,26 @@ bool timestamp_text_has_zone(const char *text, int length) {
         p++;
     while (p < end && *p == ' ')
         p++;
-    if (p == end)
-        return false;
-    if (*p == '+' || *p == '-')
-        return true;
-    if (!isalpha(static_cast<unsigned char>(*p)))
-        return false;
-    // Era markers are not zones.
-    int rest = static_cast<int>(end - p);
-    return !(rest == 2 && (pg_strncasecmp(p, "BC", 2) == 0 || pg_strncasecmp(p, "AD", 2) == 0));
+    // What follows, word by word: a sign or a word other than AM, PM (the time of day), BC
+    // or AD (the era) is a zone.
+    while (p < end) {
+        if (*p == '+' || *p == '-')
+            return true;
+        if (!isalpha(static_cast<unsigned char>(*p)))
+            return false;
+        const char *word = p;
+        while (p < end && *p != ' ')
+            p++;
+        int length_of_word = static_cast<int>(p - word);
+        bool marker = length_of_word == 2 &&
+                      (pg_strncasecmp(word, "AM", 2) == 0 || pg_strncasecmp(word, "PM", 2) == 0 ||
+                       pg_strncasecmp(word, "BC", 2) == 0 || pg_strncasecmp(word, "AD", 2) == 0);
+        if (!marker)
+            return true;
+        while (p < end && *p == ' ')
+            p++;
+    }
+    return false;
 }
 
 // digits of text[at, at + count) as a number, or -1 when one is not a digit.
