@@ -31,7 +31,7 @@ SELECT try($$SELECT sequin.create_mapping('fz:big', 'fz.t', '{"id": "id", "txt":
 -- the statement goes on.
 INSERT INTO sequin.staging (record)
 SELECT jsonb_build_object('collection_id', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 100) i), 'id', 'k1');
-SELECT status, length(record->>'collection_id') AS id_length, error LIKE 'staged record 1 %unknown collection%' AS named
+SELECT status, length(record->>'collection_id') AS id_length, error LIKE 'staging row % (id "k1"%unknown collection%' AS named
   FROM sequin.staging;
 SELECT length(collection_id) AS counted_under, failed FROM sequin.stats WHERE length(collection_id) > 100;
 DELETE FROM sequin.staging;

@@ -300,7 +300,7 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
         AllocSetContextCreate(call_context, "sequin chunk", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(call_context);
 
-    CallSettings call = {mode, on_failure, callback_arg, counts, InvalidOid};
+    CallSettings call = {mode, on_failure, callback_arg, counts, InvalidOid, records};
     Group *groups;
     int group_count = group_by_collection(records, count, call, &groups);
 

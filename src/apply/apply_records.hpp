@@ -22,8 +22,9 @@ struct InputRecord {
     const char *label;      // what position counts
 };
 
-// Called in Isolate mode for each failed record; message already names record and column.
-typedef void (*FailureCallback)(void *arg, int64 position, int sqlstate, const char *message);
+// Called in Isolate mode for each failed record (index: its place in the records given to
+// apply_records); message already names the record (label and position) and column.
+typedef void (*FailureCallback)(void *arg, int index, int sqlstate, const char *message);
 
 // Applies count records in order. SPI must not be connected (the applier connects).
 void apply_records(const InputRecord *records, int count, ApplyMode mode,

@@ -33,7 +33,8 @@ struct CallSettings {
     FailureCallback on_failure;
     void *callback_arg;
     ApplyCounts *counts;
-    Oid bookkeeping_owner; // owner of the extension's tables (tombstones)
+    Oid bookkeeping_owner;     // owner of the extension's tables (tombstones)
+    const InputRecord *inputs; // the records given to apply_records
 };
 
 // A record's key: its typed values' binary forms (the order in which rows are written),

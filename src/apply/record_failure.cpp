@@ -52,7 +52,8 @@ void fail_record(const InputRecord &input, const char *column, ErrorData *error,
         ReThrowError(error);
     }
     call.counts->failed++;
-    call.on_failure(call.callback_arg, input.position, error->sqlerrcode, message);
+    call.on_failure(call.callback_arg, static_cast<int>(&input - call.inputs), error->sqlerrcode,
+                    message);
 }
 
 void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error) {
@@ -68,7 +69,7 @@ void fail_input(const InputRecord &input, int sqlstate, const char *reason,
     if (call.mode == ApplyMode::Atomic)
         ereport(ERROR, (errcode(sqlstate), errmsg_internal("%s", message)));
     call.counts->failed++;
-    call.on_failure(call.callback_arg, input.position, sqlstate, message);
+    call.on_failure(call.callback_arg, static_cast<int>(&input - call.inputs), sqlstate, message);
 }
 
 } // namespace sequin

@@ -81,15 +81,15 @@ struct CountersTable {
     Oid index; // (collection_id, backend_slot)
 };
 
-// Adds delta in place to the row of (collection, slot), or with any_slot to the first row
-// of the collection. False when there is none (committed, or this transaction's own).
-bool add_in_place(const CountersTable &table, text *collection, int32 slot, bool any_slot,
+// Adds delta in place to the row of (collection, slot). False when there is none
+// (committed, or this transaction's own).
+bool add_in_place(const CountersTable &table, text *collection, int32 slot,
                   const ApplyCounts &delta, bool applied) {
     ScanKeyData keys[2];
     ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
     ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
     AddArgs args = {&delta, applied};
-    return sequin_inplace_update(table.rel, table.index, any_slot ? 1 : 2, keys, add_counts, &args);
+    return sequin_inplace_update(table.rel, table.index, 2, keys, add_counts, &args);
 }
 
 // Is the row of (collection, slot) inserted or deleted by another transaction still in
@@ -105,6 +105,28 @@ bool row_in_doubt(const CountersTable &table, text *collection, int32 slot) {
                     (TransactionIdIsValid(dirty.xmin) || TransactionIdIsValid(dirty.xmax));
     systable_endscan(scan);
     return in_doubt;
+}
+
+// A row of the collection that no other transaction is inserting or deleting (a
+// reset_stats() not yet committed, say): its slot, or -1. Writing such a row would wait.
+int32 settled_slot(const CountersTable &table, text *collection) {
+    SnapshotData dirty;
+    InitDirtySnapshot(dirty);
+    ScanKeyData keys[1];
+    ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(collection));
+    SysScanDesc scan = systable_beginscan(table.rel, table.index, true, &dirty, 1, keys);
+    int32 slot = -1;
+    HeapTuple tuple;
+    while (slot < 0 && HeapTupleIsValid(tuple = systable_getnext(scan))) {
+        if (TransactionIdIsValid(dirty.xmin) || TransactionIdIsValid(dirty.xmax))
+            continue;
+        bool isnull;
+        Datum value = heap_getattr(tuple, 2, RelationGetDescr(table.rel), &isnull);
+        if (!isnull)
+            slot = DatumGetInt32(value);
+    }
+    systable_endscan(scan);
+    return slot;
 }
 
 // The first call of a backend for a collection creates its row.
@@ -170,11 +192,14 @@ void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid
     for (int attempt = 0; attempt < kSlotTries && !counted; attempt++, slot += kSlotStride) {
         if (row_in_doubt(table, name, slot))
             continue;
-        if (!add_in_place(table, name, slot, false, delta, applied)) {
-            if (may_insert)
+        if (!add_in_place(table, name, slot, delta, applied)) {
+            if (may_insert) {
                 insert_row(owner, name, slot, delta, applied);
-            else
-                (void)add_in_place(table, name, 0, true, delta, applied);
+            } else {
+                int32 other = settled_slot(table, name);
+                if (other >= 0)
+                    (void)add_in_place(table, name, other, delta, applied);
+            }
         }
         counted = true;
     }

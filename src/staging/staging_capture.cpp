@@ -37,17 +37,20 @@ namespace {
 
 constexpr int kFlushRecords = 10000;
 
-// Records captured by the running statement(s), in arrival order.
+// Records captured by the running statement(s), in arrival order, with the ids their rows
+// were given (a failed record is stored under its id).
 struct CaptureBuffer {
     MemoryContext context; // child of TopTransactionContext
     Jsonb **records;
+    int64 *ids;
     int count;
     int capacity;
     SubTransactionId subxact; // where capturing began: its abort discards the buffer
-    int64 ordinal;            // records captured so far by the statement, for messages
 };
 
 CaptureBuffer buffer;
+// What the statement's flushes did, told to its client at its end.
+ApplyCounts statement_counts;
 bool flushing = false;         // applying a buffer: nested staging inserts are stored
 bool storing_failures = false; // our own INSERT of failed records: let it through
 bool callbacks_registered = false;
@@ -64,6 +67,7 @@ void on_transaction_end(XactEvent event, void *) {
         event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
         event == XACT_EVENT_PREPARE) {
         memset(&buffer, 0, sizeof buffer);
+        memset(&statement_counts, 0, sizeof statement_counts);
         flushing = storing_failures = false;
     }
 }
@@ -84,37 +88,42 @@ void register_callbacks() {
     callbacks_registered = true;
 }
 
-void capture(Datum record) {
+void capture(Datum record, int64 id) {
     if (!buffer.context) {
         buffer.context = AllocSetContextCreate(TopTransactionContext, "sequin staging capture",
                                                ALLOCSET_DEFAULT_SIZES);
         buffer.capacity = 1024;
         buffer.records = static_cast<Jsonb **>(
             MemoryContextAlloc(buffer.context, sizeof(Jsonb *) * buffer.capacity));
+        buffer.ids = static_cast<int64 *>(
+            MemoryContextAlloc(buffer.context, sizeof(int64) * buffer.capacity));
         buffer.subxact = GetCurrentSubTransactionId();
     }
     if (buffer.count == buffer.capacity) {
         buffer.capacity *= 2;
         buffer.records =
             static_cast<Jsonb **>(repalloc(buffer.records, sizeof(Jsonb *) * buffer.capacity));
+        buffer.ids = static_cast<int64 *>(repalloc(buffer.ids, sizeof(int64) * buffer.capacity));
     }
     MemoryContext old = MemoryContextSwitchTo(buffer.context);
+    buffer.ids[buffer.count] = id;
     buffer.records[buffer.count++] = DatumGetJsonbPCopy(record);
     MemoryContextSwitchTo(old);
 }
 
 struct Failures {
     Datum *records;
+    Datum *ids;
     Datum *errors;
     int count;
     const CaptureBuffer *from;
-    int64 first_ordinal;
     MemoryContext context; // outlives the applier's own memory
 };
 
-void collect_failure(void *arg, int64 position, int, const char *message) {
+void collect_failure(void *arg, int index, int, const char *message) {
     Failures *f = static_cast<Failures *>(arg);
-    f->records[f->count] = JsonbPGetDatum(f->from->records[position - f->first_ordinal]);
+    f->records[f->count] = JsonbPGetDatum(f->from->records[index]);
+    f->ids[f->count] = Int64GetDatum(f->from->ids[index]);
     MemoryContext old = MemoryContextSwitchTo(f->context);
     f->errors[f->count] = CStringGetTextDatum(message);
     MemoryContextSwitchTo(old);
@@ -122,21 +131,24 @@ void collect_failure(void *arg, int64 position, int, const char *message) {
 }
 
 // Failed records stay: written to sequin.staging as the table's owner, like the rest of
-// the queue's bookkeeping, marked as staged by the inserting role.
+// the queue's bookkeeping, under the ids their rows were given, marked as staged by the
+// inserting role.
 void store_failures(const Failures &f) {
     static SPIPlanPtr plan = nullptr;
-    static const Oid types[3] = {JSONBARRAYOID, TEXTARRAYOID, NAMEOID};
+    static const Oid types[4] = {JSONBARRAYOID, TEXTARRAYOID, NAMEOID, INT8ARRAYOID};
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     kept_plan(&plan,
-              "INSERT INTO sequin.staging (record, status, error, attempts, staged_by) "
-              "SELECT f.record, 'failed', f.error, 1, $3 FROM ROWS FROM "
-              "(pg_catalog.unnest($1), pg_catalog.unnest($2)) AS f(record, error)",
-              3, types);
-    Datum args[3] = {
+              "INSERT INTO sequin.staging (id, record, status, error, attempts, staged_by) "
+              "SELECT f.id, f.record, 'failed', f.error, 1, $3 FROM ROWS FROM "
+              "(pg_catalog.unnest($4), pg_catalog.unnest($1), pg_catalog.unnest($2)) "
+              "AS f(id, record, error)",
+              4, types);
+    Datum args[4] = {
         PointerGetDatum(construct_array(f.records, f.count, JSONBOID, -1, false, TYPALIGN_INT)),
         PointerGetDatum(construct_array(f.errors, f.count, TEXTOID, -1, false, TYPALIGN_INT)),
-        current_role_name()};
+        current_role_name(),
+        PointerGetDatum(construct_array(f.ids, f.count, INT8OID, 8, true, TYPALIGN_DOUBLE))};
     PlanRun as_owner;
     as_owner.as_user = sequin_relation_owner("staging");
     storing_failures = true;
@@ -150,23 +162,21 @@ void flush() {
     if (buffer.count == 0)
         return;
     CaptureBuffer taken = buffer; // detached: subtransactions of the apply cannot discard it
-    int64 next_ordinal = buffer.ordinal + taken.count;
     memset(&buffer, 0, sizeof buffer);
-    buffer.ordinal = next_ordinal;
 
     MemoryContext old = MemoryContextSwitchTo(taken.context);
     InputRecord *records = static_cast<InputRecord *>(palloc(sizeof(InputRecord) * taken.count));
     for (int i = 0; i < taken.count; i++) {
         records[i].record = &taken.records[i]->root;
-        records[i].position = taken.ordinal + i + 1;
-        records[i].label = "staged record";
+        records[i].position = taken.ids[i];
+        records[i].label = "staging row";
     }
     Failures failures;
     failures.records = static_cast<Datum *>(palloc(sizeof(Datum) * taken.count));
+    failures.ids = static_cast<Datum *>(palloc(sizeof(Datum) * taken.count));
     failures.errors = static_cast<Datum *>(palloc(sizeof(Datum) * taken.count));
     failures.count = 0;
     failures.from = &taken;
-    failures.first_ordinal = taken.ordinal + 1;
     failures.context = taken.context;
     flushing = true;
     PG_TRY();
@@ -176,6 +186,11 @@ void flush() {
                       &counts);
         if (failures.count > 0)
             store_failures(failures);
+        statement_counts.inserted += counts.inserted;
+        statement_counts.updated += counts.updated;
+        statement_counts.deleted += counts.deleted;
+        statement_counts.skipped += counts.skipped;
+        statement_counts.failed += counts.failed;
     }
     PG_CATCH();
     {
@@ -236,18 +251,37 @@ HeapTuple capture_staged_row(TriggerData *td) {
     Datum record = heap_getattr(tuple, attribute_number(desc, "record"), desc, &isnull);
     if (isnull)
         return tuple; // the NOT NULL constraint reports it
+    Datum id = heap_getattr(tuple, attribute_number(desc, "id"), desc, &isnull);
+    if (isnull)
+        return stamp_inserter(td, tuple); // the NOT NULL constraint of the key reports it
     register_callbacks();
-    capture(record);
+    capture(record, DatumGetInt64(id));
     if (buffer.count >= kFlushRecords)
         flush();
     return nullptr;
 }
 
 void flush_captured_records() {
-    if (!storing_failures && !flushing) {
-        flush();
-        buffer.ordinal = 0;
-    }
+    if (storing_failures || flushing)
+        return;
+    flush();
+    // The statement's client learns what happened (its command tag counts only the rows
+    // that stayed): a NOTICE, or a WARNING when records failed.
+    ApplyCounts counts = statement_counts;
+    memset(&statement_counts, 0, sizeof statement_counts);
+    int64 applied = counts.inserted + counts.updated + counts.deleted;
+    if (applied + counts.skipped + counts.failed == 0)
+        return;
+    ereport(counts.failed > 0 ? WARNING : NOTICE,
+            (errmsg("sequin.staging: %lld records applied (%lld inserted, %lld updated, %lld "
+                    "deleted), %lld skipped, %lld failed",
+                    static_cast<long long>(applied), static_cast<long long>(counts.inserted),
+                    static_cast<long long>(counts.updated), static_cast<long long>(counts.deleted),
+                    static_cast<long long>(counts.skipped), static_cast<long long>(counts.failed)),
+             counts.failed > 0 ? errhint("The failed records stay in sequin.staging with their "
+                                         "error: SELECT id, error FROM sequin.staging WHERE "
+                                         "status = 'failed'.")
+                               : 0));
 }
 
 } // namespace sequin

@@ -23,15 +23,16 @@ int apply_mode = ApplyImmediate;
 
 // Failures of one slice, collected by the applier's callback.
 struct SliceResult {
+    const int64 *ids; // of the slice's records
     int64 *failed_ids;
     char **failed_errors;
     int failed_count;
     MemoryContext context; // outlives the applier's own memory
 };
 
-void collect_failure(void *arg, int64 position, int sqlstate, const char *message) {
+void collect_failure(void *arg, int index, int sqlstate, const char *message) {
     SliceResult *result = static_cast<SliceResult *>(arg);
-    result->failed_ids[result->failed_count] = position;
+    result->failed_ids[result->failed_count] = result->ids[index];
     result->failed_errors[result->failed_count] = MemoryContextStrdup(result->context, message);
     result->failed_count++;
 }
@@ -109,6 +110,7 @@ void settle_slice(Oid owner, const int64 *ids, int n, const SliceResult &result)
 
 void apply_staged_slice(Oid owner, InputRecord *records, int64 *ids, int n, ApplyCounts *total) {
     SliceResult result;
+    result.ids = ids;
     result.failed_ids = static_cast<int64 *>(palloc(sizeof(int64) * (n ? n : 1)));
     result.failed_errors = static_cast<char **>(palloc(sizeof(char *) * (n ? n : 1)));
     result.failed_count = 0;
@@ -127,6 +129,7 @@ void apply_staged_slice(Oid owner, InputRecord *records, int64 *ids, int n, Appl
 
 void fail_staged_rows(Oid owner, const int64 *ids, int n, const char *error, ApplyCounts *total) {
     SliceResult result;
+    result.ids = ids;
     result.failed_ids = const_cast<int64 *>(ids);
     result.failed_errors = static_cast<char **>(palloc(sizeof(char *) * (n ? n : 1)));
     for (int i = 0; i < n; i++)

@@ -97,4 +97,15 @@ tap_ok "REPEATABLE READ: an insert racing a delete that rolls back inserts, no 4
 got=$(rolled_back_race rb2 5 false 10 true)
 tap_ok "REPEATABLE READ: a delete racing an insert that rolls back is a delete of an absent key, no 40001 (got: $got)" \
     test "$got" = "0/0/1"
+
+# A read-only replay while a reset_stats() of its collection is open in another session: it
+# does not wait for it (it counts in a row nobody is changing, or not at all).
+psql_q -d "$db" -c "SELECT * FROM sequin.sequin_upsert('$(rb_record rs 7 false)')" >/dev/null
+psql_q -d "$db" -c "BEGIN" -c "SELECT sequin.reset_stats('rb')" -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null 2>&1 &
+sleep 0.5
+got=$(psql -X -q -At -d "$db" -c "SET lock_timeout = '1s'" -c "BEGIN READ ONLY" \
+    -c "SELECT inserted || '/' || skipped FROM sequin.sequin_upsert('$(rb_record rs 7 false)')" -c "COMMIT" 2>&1)
+wait
+tap_ok "a read-only replay does not wait for an open reset_stats() of its collection (got: $got)" \
+    test "$got" = "0/1"
 tap_done
