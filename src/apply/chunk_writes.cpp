@@ -97,6 +97,26 @@ WriteKind key_run_kind(const Chunk *chunk, int record) {
     return chunk->state[record] == Delete ? WriteDelete : WriteUpsert;
 }
 
+// The runs of records[0, count), in key order: each with write_records (a subtransaction per
+// statement), or plain: one statement per run, inside the caller's subtransaction.
+void write_runs(Chunk *chunk, const int *records, int count, bool plain) {
+    for (int start = 0; start < count;) {
+        WriteKind kind = key_run_kind(chunk, records[start]);
+        int end = start + 1;
+        while (end < count && key_run_kind(chunk, records[end]) == kind)
+            end++;
+        if (plain) {
+            uint64 written = execute_write(chunk, kind, records + start, end - start);
+            count_written(chunk, kind, records + start, end - start, written);
+        } else {
+            write_records(chunk, kind, records + start, end - start);
+        }
+        for (int i = start; i < end; i++)
+            chunk->state[records[i]] = Done;
+        start = end;
+    }
+}
+
 } // namespace
 
 void write_in_key_runs(Chunk *chunk, int *scratch) {
@@ -105,16 +125,28 @@ void write_in_key_runs(Chunk *chunk, int *scratch) {
         if (chunk->state[record] == Upsert || chunk->state[record] == Delete)
             scratch[count++] = record;
     sort_by_key(chunk, scratch, count);
-    for (int start = 0; start < count;) {
-        WriteKind kind = key_run_kind(chunk, scratch[start]);
-        int end = start + 1;
-        while (end < count && key_run_kind(chunk, scratch[end]) == kind)
-            end++;
-        write_records(chunk, kind, scratch + start, end - start);
-        for (int i = start; i < end; i++)
-            chunk->state[scratch[i]] = Done;
-        start = end;
-    }
+    // First all runs in one subtransaction: a chunk mixing deletes and upserts takes a run
+    // per alternation, and a subtransaction each (with its transaction id) would cost more
+    // than the writes. Any error (a bad record, a write conflict, a deadlock) rolls it back,
+    // and the runs are written again one subtransaction each, where write_records finds the
+    // record or waits. A writer waiting for our rows waits for that one subtransaction,
+    // which the rollback ends.
+    size_t states = static_cast<size_t>(chunk->count);
+    uint8 *state_before = static_cast<uint8 *>(palloc(states));
+    memcpy(state_before, chunk->state, states);
+    ApplyCounts counts_before = *chunk->call->counts;
+    ErrorData *error =
+        try_in_subtransaction([&] { write_runs(chunk, scratch, count, true); }, true);
+    if (!error)
+        return;
+    TransactionId yield_to;
+    int conflict_at;
+    (void)take_write_conflict(error->sqlerrcode, &yield_to, &conflict_at);
+    FreeErrorData(error);
+    memcpy(chunk->state, state_before, states);
+    memset(chunk->removed, 0, states);
+    *chunk->call->counts = counts_before;
+    write_runs(chunk, scratch, count, false);
 }
 
 void write_chunk(Chunk *chunk, int *scratch) {

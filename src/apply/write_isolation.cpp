@@ -22,6 +22,8 @@ constexpr int kDeadlockRetries = 5;
 // time after that writer has ended, so the bound is only a safeguard.
 constexpr int kConflictRetries = 50;
 
+} // namespace
+
 // Adds what a successful write did to the call's counts.
 void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, uint64 written) {
     ApplyCounts *counts = chunk->call->counts;
@@ -58,6 +60,8 @@ void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, 
     }
     counts->skipped += count - static_cast<int64>(written);
 }
+
+namespace {
 
 // After a write conflict: the records of the statement that are still to write, looked up
 // anew (a key deleted meanwhile is skipped now), copied to a list of the retry's own.

@@ -54,6 +54,9 @@ template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, bool retries = 
     return error;
 }
 
+// Adds what a successful write of records as kind did to the call's counts.
+void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, uint64 written);
+
 // Writes records as kind in a subtransaction, counting what was written; a deadlock victim
 // runs again; a failing write is split in halves down to the bad record, which fails.
 void write_records(Chunk *chunk, WriteKind kind, const int *records, int count);
