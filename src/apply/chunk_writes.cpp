@@ -141,7 +141,15 @@ void write_in_key_runs(Chunk *chunk, int *scratch) {
         return;
     TransactionId yield_to;
     int conflict_at;
-    (void)take_write_conflict(error->sqlerrcode, &yield_to, &conflict_at);
+    bool conflict = take_write_conflict(error->sqlerrcode, &yield_to, &conflict_at);
+    if (!conflict && !is_retryable_deadlock(error->sqlerrcode) && count == 1) {
+        // The one record's own error: written again, it would only raise it again (and a
+        // call nested in a trigger of the target would double its time with each level).
+        memcpy(chunk->state, state_before, states);
+        *chunk->call->counts = counts_before;
+        fail_chunk_record(chunk, scratch[0], nullptr, error);
+        return;
+    }
     FreeErrorData(error);
     memcpy(chunk->state, state_before, states);
     memset(chunk->removed, 0, states);
