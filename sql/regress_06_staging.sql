@@ -114,3 +114,7 @@ SELECT status, error FROM sequin.staging WHERE record->>'id' = 'g1';
 SELECT inserted FROM sequin.apply_staging(retry_failed => true);
 SELECT id FROM stg.private ORDER BY id;
 ROLLBACK;
+
+-- A staged record's error keeps the error's detail and hint.
+INSERT INTO sequin.staging (record) VALUES ('{"id": "h1", "collection_id": "stg:no_such_collection"}');
+SELECT error FROM sequin.staging WHERE record->>'id' = 'h1';

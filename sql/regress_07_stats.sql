@@ -59,3 +59,10 @@ SET ROLE sts_reader;
 SELECT collection_id, inserted > 0 AS counted FROM sequin.stats WHERE collection_id = 'sts';
 RESET ROLE;
 ROLLBACK;
+
+-- A mapped collection_id of 10,000 characters is counted under its whole name, beside its
+-- mapping (an unknown one from a record is counted under its first 200 bytes).
+CREATE TABLE sts.long_name (id text PRIMARY KEY, v bigint);
+SELECT sequin.create_mapping(repeat('c', 10000), 'sts.long_name', '{"id": "id", "v": "updated_idx"}', order_column => 'v');
+SELECT inserted FROM sequin.sequin_upsert(jsonb_build_object('id', 'a', 'collection_id', repeat('c', 10000), 'updated_idx', 1));
+SELECT length(collection_id) AS name_length, inserted FROM sequin.stats WHERE collection_id LIKE 'ccc%';

@@ -170,11 +170,12 @@ CompiledMapping *group_mapping(const Group &group, const InputRecord *records,
     return mapping;
 }
 
-void apply_group_records(const Group &group, const InputRecord *records, const CallSettings &call,
+// Applies a group; false when its collection has no mapping (its records failed).
+bool apply_group_records(const Group &group, const InputRecord *records, const CallSettings &call,
                          MemoryContext chunk_context) {
     CompiledMapping *mapping = group_mapping(group, records, call);
     if (!mapping)
-        return;
+        return false;
     if (mapping->key_columns.empty())
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
@@ -196,17 +197,20 @@ void apply_group_records(const Group &group, const InputRecord *records, const C
         CHECK_FOR_INTERRUPTS();
     }
     unpin_mapping(mapping);
+    return true;
 }
 
-// Applies one collection's records; sets what happened to them in *delta.
-void apply_group(const Group &group, const InputRecord *records, const CallSettings &call,
+// Applies one collection's records; sets what happened to them in *delta. False when the
+// collection has no mapping.
+bool apply_group(const Group &group, const InputRecord *records, const CallSettings &call,
                  MemoryContext chunk_context, ApplyCounts *delta) {
     ApplyCounts *counts = call.counts;
     ApplyCounts before = *counts;
-    apply_group_records(group, records, call, chunk_context);
+    bool mapped = apply_group_records(group, records, call, chunk_context);
     *delta = {counts->inserted - before.inserted, counts->updated - before.updated,
               counts->deleted - before.deleted, counts->skipped - before.skipped,
               counts->failed - before.failed};
+    return mapped;
 }
 
 int compare_groups(const void *a, const void *b) {
@@ -312,10 +316,11 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
     // are written in place, so they would outlive its rollback).
     ApplyCounts *deltas =
         static_cast<ApplyCounts *>(palloc0(sizeof(ApplyCounts) * (group_count + 1)));
+    bool *mapped = static_cast<bool *>(palloc0(sizeof(bool) * (group_count + 1)));
     for (int g = 0; g < group_count; g++)
-        apply_group(groups[g], records, call, chunk_context, &deltas[g]);
+        mapped[g] = apply_group(groups[g], records, call, chunk_context, &deltas[g]);
     for (int g = 0; g < group_count; g++)
-        stats_add(groups[g].collection, groups[g].collection_len, deltas[g],
+        stats_add(groups[g].collection, groups[g].collection_len, mapped[g], deltas[g],
                   call.bookkeeping_owner);
     SPI_finish();
     MemoryContextSwitchTo(old);

@@ -51,6 +51,11 @@ void fail_record(const InputRecord &input, const char *column, ErrorData *error,
         error->context = nullptr;
         ReThrowError(error);
     }
+    // Reported as text (sequin.staging.error): the detail and the hint go with the message.
+    if (error->detail)
+        message = psprintf("%s (detail: %s)", message, error->detail);
+    if (error->hint)
+        message = psprintf("%s (hint: %s)", message, error->hint);
     call.counts->failed++;
     call.on_failure(call.callback_arg, static_cast<int>(&input - call.inputs), error->sqlerrcode,
                     message);

@@ -164,16 +164,18 @@ void define_stats_settings() {
                              nullptr);
 }
 
-void stats_add(const char *collection, int length, const ApplyCounts &delta, Oid owner) {
+void stats_add(const char *collection, int length, bool mapped, const ApplyCounts &delta,
+               Oid owner) {
     if (!track_stats)
         return;
     Oid relid = sequin_relation("stats_counters");
     if (!OidIsValid(relid))
         return; // extension not yet updated to 0.2.0
     bool applied = delta.inserted + delta.updated + delta.deleted > 0;
-    // A mapped collection_id fits in an index (sequin.mappings has one on it); an unknown
-    // one from a record may not: its counters go under its first 200 bytes.
-    if (length > 200)
+    // A mapped collection_id fits in an index (sequin.mappings has one on it): its counters go
+    // under its whole name, beside its mapping. An unknown one from a record may not fit:
+    // its counters go under its first 200 bytes.
+    if (!mapped && length > 200)
         length = pg_mbcliplen(collection, length, 200);
     text *name = cstring_to_text_with_len(collection, length);
     // A call that wrote nothing and has no transaction id (a replay) must not take one, nor
