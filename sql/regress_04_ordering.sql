@@ -190,3 +190,9 @@ SELECT count(*) FROM (VALUES ('a', 1, 'first', false), ('a', 2, 'second', false)
      LATERAL sequin.sequin_upsert(ord.krec(r.id, r.v, r.s, r.d) || '{"collection_id": "ord:keep_one"}');
 SELECT (SELECT array_agg(row(id, first_seen, note, v)::text ORDER BY id) FROM ord.keep)
      = (SELECT array_agg(row(id, first_seen, note, v)::text ORDER BY id) FROM ord.keep_one) AS same_rows;
+
+-- Records without a version for one key in one call: the last wins, as one by one (a stored
+-- NULL version is replaced by any record).
+SELECT * FROM sequin.sequin_upsert('[{"id": "dn", "collection_id": "ord:nv"}, {"id": "dn", "collection_id": "ord:nv", "updated_idx": null}]');
+SELECT * FROM sequin.sequin_upsert('[{"id": "dn", "collection_id": "ord:nv", "updated_idx": 4}, {"id": "dn", "collection_id": "ord:nv"}]');
+SELECT id, v FROM ord.nv WHERE id = 'dn';

@@ -104,7 +104,9 @@ DROP ROLE stg_gone;
 SELECT failed FROM sequin.apply_staging();
 SELECT status, error FROM sequin.staging WHERE record->>'id' = 'g1';
 -- A row staged before 0.4.0 (no role recorded) is applied only by the staging table's owner.
+ALTER TABLE sequin.staging DISABLE TRIGGER guard_sender; -- as 0.3.0 left it
 UPDATE sequin.staging SET staged_by = NULL, status = 'pending' WHERE record->>'id' = 'g1';
+ALTER TABLE sequin.staging ENABLE TRIGGER guard_sender;
 CALL public.create_role_once('stg_drain');
 GRANT EXECUTE ON FUNCTION sequin.apply_staging(int, boolean) TO stg_drain;
 SET ROLE stg_drain;
@@ -118,3 +120,28 @@ ROLLBACK;
 -- A staged record's error keeps the error's detail and hint.
 INSERT INTO sequin.staging (record) VALUES ('{"id": "h1", "collection_id": "stg:no_such_collection"}');
 SELECT error FROM sequin.staging WHERE record->>'id' = 'h1';
+
+-- A staged row's role cannot be changed by an UPDATE, and whoever edits its record becomes
+-- its sender (rolled back: the roles and grants leave nothing behind).
+BEGIN;
+CALL public.create_role_once('stg_editor');
+GRANT SELECT, INSERT (record), UPDATE ON sequin.staging TO stg_editor;
+GRANT USAGE ON SEQUENCE sequin.staging_id_seq TO stg_editor;
+SET sequin.apply_mode = deferred;
+INSERT INTO sequin.staging (record) VALUES ('{"id": "e1", "collection_id": "stg", "updated_idx": 1, "data": {"n": 1}}');
+SET ROLE stg_editor;
+SELECT try($$UPDATE sequin.staging SET staged_by = 'stg_editor' WHERE record->>'id' = 'e1'$$);
+UPDATE sequin.staging SET record = record || '{"data": {"n": 2}}' WHERE record->>'id' = 'e1';
+RESET ROLE;
+RESET sequin.apply_mode;
+SELECT record->'data'->>'n' AS n, staged_by FROM sequin.staging WHERE record->>'id' = 'e1';
+ROLLBACK;
+
+-- A record superseded by a later one of its key that fails is applied after all, as it
+-- would be sent one by one: nothing is lost.
+INSERT INTO sequin.staging (record) VALUES
+    ('{"id": "s1", "collection_id": "stg", "updated_idx": 1, "data": {"n": 1}}'),
+    ('{"id": "s1", "collection_id": "stg", "updated_idx": 3, "data": {"n": "bad"}}'),
+    ('{"id": "s1", "collection_id": "stg", "updated_idx": 2, "data": {"n": 2}}');
+SELECT id, n, v FROM stg.t WHERE id = 's1';
+SELECT record->>'updated_idx' AS failed_version FROM sequin.staging WHERE record->>'id' = 's1';

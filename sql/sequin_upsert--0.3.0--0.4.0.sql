@@ -9,6 +9,24 @@
 -- before 0.4.0 have none: only the staging table's owner applies them.
 ALTER TABLE sequin.staging ADD COLUMN staged_by name;
 
+-- A staged row's record and role change only together: whoever edits a record (to fix a
+-- failed one, say) becomes its sender, and a role cannot be named by an UPDATE.
+CREATE FUNCTION sequin._staging_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.record IS DISTINCT FROM OLD.record THEN
+        NEW.staged_by := current_user;
+    ELSIF NEW.staged_by IS DISTINCT FROM OLD.staged_by THEN
+        RAISE EXCEPTION 'sequin.staging.staged_by is set by the extension: it names the role that staged (or last edited) the record'
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER guard_sender BEFORE UPDATE ON sequin.staging
+    FOR EACH ROW EXECUTE FUNCTION sequin._staging_guard();
+
 -- Pending and failed records survive pg_dump and restore.
 SELECT pg_catalog.pg_extension_config_dump('sequin.staging', '');
 SELECT pg_catalog.pg_extension_config_dump('sequin.staging_id_seq', '');

@@ -45,6 +45,9 @@ void init_chunk(Chunk *chunk) {
     chunk->keys = static_cast<RecordKey *>(palloc0(sizeof(RecordKey) * count));
     chunk->keep_source = static_cast<int *>(palloc(sizeof(int) * (count ? count : 1)));
     memset(chunk->keep_source, 0xff, sizeof(int) * count); // -1
+    chunk->superseded_by = static_cast<int *>(palloc(sizeof(int) * (count ? count : 1)));
+    memset(chunk->superseded_by, 0xff, sizeof(int) * count); // -1
+    chunk->failed = static_cast<bool *>(palloc0(count ? count : 1));
     initStringInfo(&chunk->key_scratch);
     const CompiledMapping *mapping = chunk->mapping;
     size_t top_keys = Max(mapping->identity_keys.size(), mapping->value_keys.size());
@@ -52,13 +55,35 @@ void init_chunk(Chunk *chunk) {
     chunk->top_found = static_cast<bool *>(palloc(sizeof(bool) * top_keys));
 }
 
-// Converts the identities of a chunk, keeps one record per key, and applies the rest.
+Chunk make_chunk(CompiledMapping *mapping, const CallSettings &call, const InputRecord *records,
+                 const int *members, int count);
+
+// Converts the identities of a chunk, keeps one record per key, and applies the rest. In
+// Isolate mode, the records skipped for a later one of their key that then failed are
+// applied after all, as a chunk of their own: sent one by one, they would have applied.
 void apply_chunk(Chunk *chunk) {
     init_chunk(chunk);
     int *scratch = static_cast<int *>(palloc(sizeof(int) * chunk->count));
     convert_chunk(chunk, convert_identity);
     keep_newest_per_key(chunk);
     apply_with_strategy(chunk, scratch);
+    if (chunk->call->mode != ApplyMode::Isolate)
+        return;
+    int revived = 0;
+    for (int record = 0; record < chunk->count; record++) {
+        int winner = chunk->superseded_by[record];
+        if (winner < 0)
+            continue;
+        while (chunk->superseded_by[winner] >= 0)
+            winner = chunk->superseded_by[winner];
+        if (chunk->failed[winner])
+            scratch[revived++] = chunk->members[record];
+    }
+    if (revived == 0)
+        return;
+    chunk->call->counts->skipped -= revived; // counted as superseded
+    Chunk again = make_chunk(chunk->mapping, *chunk->call, chunk->inputs, scratch, revived);
+    apply_chunk(&again);
 }
 
 Chunk make_chunk(CompiledMapping *mapping, const CallSettings &call, const InputRecord *records,

@@ -62,6 +62,8 @@ struct Chunk {
     // A record that won over earlier ones of its key: the record whose keep_on_conflict
     // values the row keeps (the one that inserted it, applied one by one), or -1.
     int *keep_source;
+    int *superseded_by; // a record skipped for a later one of its key: that record, or -1
+    bool *failed;       // the record failed (Isolate: reported)
     // Conversion's working state. next and column live in memory, not in locals, so that
     // they are right after a longjmp out of a conversion.
     StringInfoData key_scratch;

@@ -3,6 +3,7 @@
 // else is converted (a replay converts keys and versions only); then the other values of the
 // records that will be written. A record's JSON is walked in place.
 #include "apply/chunk.hpp"
+#include "pg/fixed_settings.hpp"
 #include "apply/write_isolation.hpp"
 #include "pg/json_path.hpp"
 #include "pg/value_converter.hpp"
@@ -149,10 +150,11 @@ void convert_values(Chunk *chunk, int record) {
     chunk->column = nullptr;
 }
 
+namespace {
+
 // A failing record: Atomic raises its error; Isolate rolls back the step's subtransaction (a
 // domain's CHECK may have run any SQL), reports the record, and resumes after it.
-void convert_chunk(Chunk *chunk, RecordStep step) {
-    chunk->next = 0;
+void convert_records(Chunk *chunk, RecordStep step) {
     if (chunk->call->mode == ApplyMode::Atomic) {
         MemoryContext context = CurrentMemoryContext;
         PG_TRY();
@@ -180,6 +182,16 @@ void convert_chunk(Chunk *chunk, RecordStep step) {
             chunk->next++;
         }
     }
+}
+
+} // namespace
+
+void convert_chunk(Chunk *chunk, RecordStep step) {
+    chunk->next = 0;
+    // Left below, or on an error by the (sub)transaction's abort.
+    int settings = enter_input_settings();
+    convert_records(chunk, step);
+    leave_fixed_settings(settings);
 }
 
 } // namespace sequin

@@ -8,14 +8,16 @@ namespace sequin {
 
 namespace {
 
-// Does record a carry a newer version than record b? (NULL is oldest; equal is not newer.)
+// Does record a, later than b, replace it, as the version guard would if b were stored?
+// A stored NULL version is replaced by any record (NULL too); a NULL record replaces only
+// that; otherwise a newer version replaces an older one (equal does not).
 bool newer_version(Chunk *chunk, int a, int b) {
     CompiledMapping *mapping = chunk->mapping;
     int order = mapping->order_column;
     bool a_null = row_nulls(chunk, a)[order];
     bool b_null = row_nulls(chunk, b)[order];
     if (a_null || b_null)
-        return !a_null && b_null;
+        return b_null;
     Datum result = FunctionCall2Coll(&mapping->order_compare, mapping->order_collation,
                                      row_values(chunk, a)[order], row_values(chunk, b)[order]);
     return DatumGetInt32(result) > 0;
@@ -94,6 +96,7 @@ void keep_newest_per_key(Chunk *chunk) {
                     chunk->mapping->order_column < 0 || newer_version(chunk, record, kept);
                 int loser = later_wins ? kept : record;
                 chunk->state[loser] = Done;
+                chunk->superseded_by[loser] = later_wins ? record : kept;
                 chunk->call->counts->skipped++;
                 slots[slot] = (later_wins ? record : kept) + 1;
                 if (later_wins) {

@@ -63,6 +63,8 @@ void fail_record(const InputRecord &input, const char *column, ErrorData *error,
 
 void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error) {
     chunk->state[record] = Done;
+    if (chunk->failed)
+        chunk->failed[record] = true;
     fail_record(chunk->inputs[chunk->members[record]], column, error, *chunk->call);
 }
 

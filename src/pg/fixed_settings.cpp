@@ -7,16 +7,32 @@ extern "C" {
 
 namespace sequin {
 
-int enter_fixed_settings() {
-    static const char *const settings[][2] = {
-        {"DateStyle", "ISO, MDY"},   {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
-        {"extra_float_digits", "3"}, {"lc_monetary", "C"},          {"bytea_output", "hex"},
-    };
+namespace {
+
+template <size_t N> int enter_settings(const char *const (&settings)[N][2]) {
     int level = NewGUCNestLevel();
     for (const auto &setting : settings)
         (void)set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
                                 true, 0, false);
     return level;
+}
+
+} // namespace
+
+int enter_fixed_settings() {
+    static const char *const settings[][2] = {
+        {"DateStyle", "ISO, MDY"},   {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
+        {"extra_float_digits", "3"}, {"lc_monetary", "C"},          {"bytea_output", "hex"},
+    };
+    return enter_settings(settings);
+}
+
+int enter_input_settings() {
+    static const char *const settings[][2] = {
+        {"DateStyle", "ISO, MDY"},
+        {"IntervalStyle", "postgres"},
+    };
+    return enter_settings(settings);
 }
 
 void leave_fixed_settings(int level) {

@@ -14,4 +14,9 @@ namespace sequin {
 int enter_fixed_settings();
 void leave_fixed_settings(int level);
 
+// The settings that input functions read besides TimeZone (DateStyle's field order for
+// "05/01/2024", IntervalStyle's sign rule for "-1 1:00:00"), fixed while records' values are
+// converted: a value means the same in every session. Left with leave_fixed_settings.
+int enter_input_settings();
+
 } // namespace sequin

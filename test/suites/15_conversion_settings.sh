@@ -17,21 +17,22 @@ psql_q -d $db >/dev/null <<'SQL'
 CREATE EXTENSION sequin_upsert;
 CREATE TABLE public.conv (id text PRIMARY KEY, f float8, fa float8[], na numeric[], ts timestamp,
                           ts_pm timestamp, ts_zoned timestamp, tsa timestamp[], tstz timestamptz,
-                          d date, iv interval, v bigint);
+                          d date, iv interval, iv_neg interval, d_ambiguous date, v bigint);
 SELECT sequin.create_mapping('conv', 'public.conv',
     '{"id": "id", "f": "data.f", "fa": "data.fa", "na": "data.na", "ts": "data.ts", "ts_pm": "data.ts_pm",
       "ts_zoned": "data.ts_zoned", "tsa": "data.tsa", "tstz": "data.tstz", "d": "data.d", "iv": "data.iv",
-      "v": "updated_idx"}', order_column => 'v');
+      "iv_neg": "data.iv_neg", "d_ambiguous": "data.d_ambiguous", "v": "updated_idx"}', order_column => 'v');
 SQL
 record='{"id": "ID", "collection_id": "conv", "updated_idx": 1, "data": {
     "f": 0.1234567890123456789, "fa": [0.1234567890123456789, 1e-320, 2.5e300], "na": [1.50, 2],
     "ts": "2024-05-01T14:00:00.123456", "ts_pm": "2024-05-01 02:00:00 PM",
     "ts_zoned": "2024-05-01 02:00:00 PM Europe/Berlin", "tsa": ["2024-05-01T14:00:00", "2024-12-31 11:59:59 PM"],
-    "tstz": "2024-05-01T14:00:00+02:00", "d": "2024-05-01", "iv": "1 day 02:03:04.5"}}'
+    "tstz": "2024-05-01T14:00:00+02:00", "d": "2024-05-01", "iv": "1 day 02:03:04.5",
+    "iv_neg": "-1 1:00:00", "d_ambiguous": "05/01/2024"}}'
 # Each value as text under fixed settings, to compare across sessions.
 shown="SET extra_float_digits = 3; SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres';
-SELECT concat_ws(' | ', f, fa, na, ts, ts_pm, ts_zoned, tsa, tstz, d, iv) FROM public.conv WHERE id = "
-expected="0.12345678901234568 | {0.12345678901234568,1e-320,2.5e+300} | {1.50,2} | 2024-05-01 14:00:00.123456 | 2024-05-01 14:00:00 | 2024-05-01 12:00:00 | {\"2024-05-01 14:00:00\",\"2024-12-31 23:59:59\"} | 2024-05-01 12:00:00+00 | 2024-05-01 | 1 day 02:03:04.5"
+SELECT concat_ws(' | ', f, fa, na, ts, ts_pm, ts_zoned, tsa, tstz, d, iv, iv_neg, d_ambiguous) FROM public.conv WHERE id = "
+expected="0.12345678901234568 | {0.12345678901234568,1e-320,2.5e+300} | {1.50,2} | 2024-05-01 14:00:00.123456 | 2024-05-01 14:00:00 | 2024-05-01 12:00:00 | {\"2024-05-01 14:00:00\",\"2024-12-31 23:59:59\"} | 2024-05-01 12:00:00+00 | 2024-05-01 | 1 day 02:03:04.5 | -1 days +01:00:00 | 2024-05-01"
 n=0
 for settings in "extra_float_digits=3 DateStyle=ISO,MDY TimeZone=UTC IntervalStyle=postgres" \
     "extra_float_digits=0 DateStyle=SQL,DMY TimeZone=America/New_York IntervalStyle=sql_standard" \
