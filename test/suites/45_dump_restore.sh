@@ -28,13 +28,21 @@ SELECT * FROM sequin.sequin_upsert('[{"id": "a", "collection_id": "stripe:subscr
 SQL
 # A tombstone's creator need not exist where the dump is restored (created_by is a name).
 psql_q -d $src -c "UPDATE sequin.tombstones SET created_by = 'sq45_role_not_in_the_target_cluster'" >/dev/null
-# A pending record and a failed one, staged by a role of their own.
+# A pending record and a failed one, staged by a role of their own (which the restoring
+# cluster need not have: staged_by is a name).
 psql_q -d $src >/dev/null <<'SQL'
+DROP ROLE IF EXISTS sq45_stager;
+CREATE ROLE sq45_stager;
+GRANT USAGE ON SCHEMA sequin TO sq45_stager;
+GRANT INSERT (record) ON sequin.staging TO sq45_stager;
+GRANT USAGE ON SEQUENCE sequin.staging_id_seq TO sq45_stager;
+SET ROLE sq45_stager;
 SET sequin.apply_mode = deferred;
 INSERT INTO sequin.staging (record) VALUES ('{"id": "p", "collection_id": "stripe:subscription", "updated_idx": 1}');
 RESET sequin.apply_mode;
+SET client_min_messages = error;
 INSERT INTO sequin.staging (record) VALUES ('{"id": "f", "collection_id": "no:such", "updated_idx": 1}');
-UPDATE sequin.staging SET staged_by = 'sq45_stager';
+RESET ROLE;
 SQL
 staged="SELECT string_agg(record->>'id' || ' ' || status || ' ' || staged_by || ' ' || (error IS NOT NULL), ',' ORDER BY id) FROM sequin.staging"
 staged_src=$(psql_q -d $src -c "$staged")
@@ -58,5 +66,6 @@ tap_ok "upserts work after the restore (conflict key from a constraint created a
         {\"id\": \"c\", \"collection_id\": \"stripe:subscription\", \"updated_idx\": 1},
         {\"id\": \"b\", \"collection_id\": \"stripe:subscription\", \"updated_idx\": 4},
         {\"collection_id\": \"by_code\", \"updated_idx\": 2, \"data\": {\"code\": \"X\", \"n\": 2}}]')")" = "1/1/1"
-PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE $src" -c "DROP DATABASE $dst"
+PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE $src" -c "DROP DATABASE $dst" \
+    -c "DROP ROLE IF EXISTS sq45_stager"
 tap_done
