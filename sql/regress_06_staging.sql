@@ -135,6 +135,26 @@ UPDATE sequin.staging SET record = record || '{"data": {"n": 2}}' WHERE record->
 RESET ROLE;
 RESET sequin.apply_mode;
 SELECT record->'data'->>'n' AS n, staged_by FROM sequin.staging WHERE record->>'id' = 'e1';
+-- An edit jsonb holds equal (5 and 5.000) is an edit too: a text column tells them apart.
+RESET ROLE;
+UPDATE sequin.staging SET record = record || '{"data": {"n": 5}}' WHERE record->>'id' = 'e1';
+SET ROLE stg_editor;
+UPDATE sequin.staging SET record = record || '{"data": {"n": 5.000}}' WHERE record->>'id' = 'e1';
+RESET ROLE;
+SELECT record->'data'->>'n' AS n, staged_by FROM sequin.staging WHERE record->>'id' = 'e1';
+ROLLBACK;
+
+-- The queue's own trigger functions serve sequin.staging only: a role cannot attach them to
+-- a table of its own to write into the queue as its owner, and on another table they refuse.
+BEGIN;
+CALL public.create_role_once('stg_eve');
+GRANT USAGE, CREATE ON SCHEMA stg TO stg_eve;
+SET ROLE stg_eve;
+CREATE TABLE stg.fake (id bigint PRIMARY KEY, record jsonb, staged_by name, status text DEFAULT 'pending');
+SELECT try($$CREATE TRIGGER a BEFORE INSERT ON stg.fake FOR EACH ROW EXECUTE FUNCTION sequin._staging_capture()$$);
+RESET ROLE;
+CREATE TRIGGER a BEFORE INSERT ON stg.fake FOR EACH ROW EXECUTE FUNCTION sequin._staging_capture();
+SELECT try($$INSERT INTO stg.fake (id, record) VALUES (6528, '{"id": "x", "collection_id": "stg", "updated_idx": 1}')$$);
 ROLLBACK;
 
 -- A record superseded by a later one of its key that fails is applied after all, as it

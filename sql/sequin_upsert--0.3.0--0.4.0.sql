@@ -15,7 +15,8 @@ CREATE FUNCTION sequin._staging_guard() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NEW.record IS DISTINCT FROM OLD.record THEN
+    -- As text: jsonb's equality holds 5 and 5.000 equal, which a text column tells apart.
+    IF NEW.record::text IS DISTINCT FROM OLD.record::text THEN
         NEW.staged_by := current_user;
     ELSIF NEW.staged_by IS DISTINCT FROM OLD.staged_by THEN
         RAISE EXCEPTION 'sequin.staging.staged_by is set by the extension: it names the role that staged (or last edited) the record'
@@ -26,6 +27,12 @@ END
 $$;
 CREATE TRIGGER guard_sender BEFORE UPDATE ON sequin.staging
     FOR EACH ROW EXECUTE FUNCTION sequin._staging_guard();
+
+-- The queue's own trigger functions serve sequin.staging only (they also refuse any other
+-- table): nobody else needs to attach them.
+REVOKE ALL ON FUNCTION sequin._staging_capture() FROM PUBLIC;
+REVOKE ALL ON FUNCTION sequin._staging_flush() FROM PUBLIC;
+REVOKE ALL ON FUNCTION sequin._staging_guard() FROM PUBLIC;
 
 -- Pending and failed records survive pg_dump and restore.
 SELECT pg_catalog.pg_extension_config_dump('sequin.staging', '');
