@@ -389,6 +389,12 @@ echo "# note: tenant A's record for b-held key: $(tup $tb "$(drec bheld 1)" >/de
 echo "# note: tenant B's first record for a key tenant A deleted while nobody had it: $(tup $ta "$(drec ghost9 100 d)" >/dev/null; tup $tb "$(drec ghost9 1)")"
 echo "# note: sequin.stats for 'docs' as tenant A: $(as $ta -c "SELECT inserted || '/' || updated || '/' || deleted || '/' || skipped FROM sequin.stats WHERE collection_id = 'docs'" 2>&1)"
 
+# sequin.stats shows a collection only to roles that may SELECT its target.
+check s:stats-hidden "sequin.stats hides 'docs' from a role without SELECT on tenancy.docs (the drainer)" "0" \
+    "$(as $drain -c "SELECT count(*) FROM sequin.stats WHERE collection_id = 'docs'" 2>&1)"
+check s:stats-shown "sequin.stats shows 'docs' to a tenant that may SELECT tenancy.docs" "1" \
+    "$(as $ta -c "SELECT count(*) FROM sequin.stats WHERE collection_id = 'docs'" 2>&1)"
+
 PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null
 for r in $owner $ta $tb $drain $stager; do
     psql_q -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null || echo "# could not drop role $r"
