@@ -4,6 +4,7 @@
 #include "pg/run_as_owner.hpp"
 
 extern "C" {
+#include "executor/spi.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -22,10 +23,9 @@ namespace sequin {
 namespace {
 
 AttrNumber column_number(TupleDesc desc, const char *name) {
-    for (int i = 0; i < desc->natts; i++)
-        if (!TupleDescAttr(desc, i)->attisdropped &&
-            strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
-            return static_cast<AttrNumber>(i + 1);
+    int attnum = SPI_fnumber(desc, name);
+    if (attnum > 0)
+        return static_cast<AttrNumber>(attnum);
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("sequin.tombstones has no column \"%s\": the extension's schema is "
                            "older than its library",

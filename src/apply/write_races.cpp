@@ -225,24 +225,34 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
     if (!OidIsValid(mapping->key_index))
         return -1;
     int key_count = static_cast<int>(mapping->key_columns.size());
+    // Each leaf is opened once, its index scan rescanned for each record not found yet.
+    bool *found = static_cast<bool *>(palloc0(sizeof(bool) * (count ? count : 1)));
+    int remaining = 0;
+    for (int i = 0; i < count; i++)
+        remaining += !chunk->stored[records[i]];
     int inserted = 0;
     bool known = true;
-    for (int i = 0; i < count && known; i++) {
-        int record = records[i];
-        if (chunk->stored[record])
-            continue;
+    if (remaining > 0)
         any_leaf(mapping->row.target_table, mapping->key_index, [&](Oid leaf, Oid leaf_index) {
             Relation heap = table_open(leaf, AccessShareLock);
-            Relation index = index_open(leaf_index, AccessShareLock);
-            if (heap->rd_tableam != GetHeapamTableAmRoutine())
+            if (heap->rd_tableam != GetHeapamTableAmRoutine()) {
                 known = false;
+                table_close(heap, AccessShareLock);
+                return true;
+            }
+            Relation index = index_open(leaf_index, AccessShareLock);
             TupleTableSlot *slot = table_slot_create(heap, nullptr);
             // SnapshotSelf: the row as this statement left it. An inserted row is a first
             // version (no HEAP_UPDATED), written by this transaction.
             IndexScanDesc scan = sequin_index_beginscan(heap, index, SnapshotSelf, key_count);
-            index_rescan(scan, key_scan_keys(chunk, record), key_count, nullptr, 0);
-            bool found = known && index_getnext_slot(scan, ForwardScanDirection, slot);
-            if (found) {
+            for (int i = 0; i < count; i++) {
+                if (chunk->stored[records[i]] || found[i])
+                    continue;
+                index_rescan(scan, key_scan_keys(chunk, records[i]), key_count, nullptr, 0);
+                if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+                    continue;
+                found[i] = true;
+                remaining--;
                 bool should_free;
                 HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
                 if (TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tuple->t_data)) &&
@@ -258,9 +268,9 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
             ExecDropSingleTupleTableSlot(slot);
             index_close(index, AccessShareLock);
             table_close(heap, AccessShareLock);
-            return found;
+            return remaining == 0;
         });
-    }
+    pfree(found);
     return known ? inserted : -1;
 }
 

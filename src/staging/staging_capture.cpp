@@ -203,17 +203,9 @@ void flush() {
     MemoryContextDelete(taken.context);
 }
 
-int find_attribute(TupleDesc desc, const char *name) {
-    for (int i = 0; i < desc->natts; i++)
-        if (!TupleDescAttr(desc, i)->attisdropped &&
-            strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
-            return i + 1;
-    return 0;
-}
-
 int attribute_number(TupleDesc desc, const char *name) {
-    int attnum = find_attribute(desc, name);
-    if (attnum == 0)
+    int attnum = SPI_fnumber(desc, name);
+    if (attnum <= 0)
         elog(ERROR, "sequin.staging has no column \"%s\"", name);
     return attnum;
 }
@@ -222,8 +214,8 @@ int attribute_number(TupleDesc desc, const char *name) {
 // (a schema from before 0.4.0 has no such column).
 HeapTuple stamp_inserter(TriggerData *td, HeapTuple tuple) {
     TupleDesc desc = RelationGetDescr(td->tg_relation);
-    int attnum = find_attribute(desc, "staged_by");
-    if (attnum == 0)
+    int attnum = SPI_fnumber(desc, "staged_by");
+    if (attnum <= 0)
         return tuple;
     int columns[1] = {attnum};
     Datum values[1] = {current_role_name()};
