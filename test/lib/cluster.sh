@@ -66,6 +66,19 @@ _sequin_as_root() {
     fi
 }
 
+# Runs the shell command CHECK; when it fails, installs the Debian packages with apt-get (as
+# root) and runs CHECK again. Returns CHECK's status. For what a suite needs beyond the
+# server (python3, python3-psycopg2).
+sequin_install_missing() { # check package...
+    local check=$1
+    shift
+    bash -c "$check" >/dev/null 2>&1 && return 0
+    echo "# missing ($check): installing $*"
+    { _sequin_as_root apt-get update && _sequin_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "$@"; } >/dev/null 2>&1
+    bash -c "$check" >/dev/null 2>&1
+}
+
 ensure_deps() {
     local missing=() p
     for p in "${SEQUIN_DEB_PACKAGES[@]}"; do
@@ -272,6 +285,18 @@ tap_ok() {
         echo "ok - $desc"
     else
         echo "not ok - $desc"
+        SEQUIN_TAP_FAILED=$((SEQUIN_TAP_FAILED + 1))
+    fi
+}
+# tap_check ID DESCRIPTION EXPECTED ACTUAL: ok when ACTUAL is exactly EXPECTED; else both
+# are shown (ACTUAL's lines joined with " | ").
+tap_check() {
+    local id=$1 desc=$2 want=$3 got=$4
+    if [[ $got == "$want" ]]; then
+        echo "ok - [$id] $desc"
+    else
+        echo "not ok - [$id] $desc"
+        printf '#   expected: %s\n#   got:      %s\n' "$want" "${got//$'\n'/ | }"
         SEQUIN_TAP_FAILED=$((SEQUIN_TAP_FAILED + 1))
     fi
 }

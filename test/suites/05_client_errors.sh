@@ -66,12 +66,7 @@ check_error "a message longer than the error buffer" '{"id": "a", "collection_id
 # The same through a real driver: psycopg2 sees the pgcode and a UTF-8 message. Debian's
 # package serves Debian's python3 (/usr/bin/python3), whatever else is first on PATH.
 py=/usr/bin/python3
-if ! $py -c 'import psycopg2' 2>/dev/null; then
-    echo "# python3-psycopg2 is missing: installing it"
-    { _sequin_as_root apt-get update && _sequin_as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends python3 python3-psycopg2; } >/dev/null 2>&1
-fi
-if $py -c 'import psycopg2' 2>/dev/null; then
+if sequin_install_missing "$py -c 'import psycopg2'" python3 python3-psycopg2; then
     SEQUIN_CLIENT_DB=$db $py - <<'PY'
 import os, psycopg2
 cases = [

@@ -18,11 +18,6 @@
 # 2. The cases reported in issue 11 one by one: numeric scale, time zones, DateStyle,
 #    nondeterministic collations, interval, float digits, duplicates of one key in one call
 #    written in different forms, and an order column retyped after tombstones were written.
-#
-# Checks that fail today are TAP TODO ("# TODO issue 12"): their ids are listed in
-# KNOWN_ISSUE_12 below. SEQUIN_KNOWN_ISSUE_12="id id ..." replaces that list
-# (SEQUIN_KNOWN_ISSUE_12= makes every check a hard one). A listed check that passes prints
-# "ok ... # TODO issue 12" and a note to take it off the list.
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -30,32 +25,9 @@ db=sequin_tomb_settings
 icudb=sequin_tomb_settings_icu
 
 # ---------------------------------------------------------------------------------------------
-# Checks that fail today, each marked TODO with its issue. Matrix ids:
-# m:<delete's settings>-<late settings>:<config>:<S|D|G>, icu:... for the ICU database.
-# None today (issue 12's duplicates in different chunks of sequin.batch_size now meet in one
-# chunk: e:num-dup-call-batches passes).
-KNOWN_ISSUE_12=()
-if [[ -n ${SEQUIN_KNOWN_ISSUE_12+x} ]]; then
-    read -r -a KNOWN_ISSUE_12 <<<"$SEQUIN_KNOWN_ISSUE_12"
-fi
-known_issue() {
-    local k
-    for k in "${KNOWN_ISSUE_12[@]}"; do [[ $k == "$1" ]] && return 0; done
-    return 1
-}
-# check ID DESCRIPTION EXPECTED ACTUAL: ok when ACTUAL is exactly EXPECTED.
-check() {
-    local id=$1 desc=$2 want=$3 got=$4 todo=''
-    known_issue "$id" && todo=' # TODO issue 12'
-    if [[ $got == "$want" ]]; then
-        echo "ok - [$id] $desc$todo"
-        [[ -z $todo ]] || echo "# [$id] passes now: take it off KNOWN_ISSUE_12"
-    else
-        echo "not ok - [$id] $desc$todo"
-        printf '#   expected: %s\n#   got:      %s\n' "$want" "${got//$'\n'/ }"
-        [[ -n $todo ]] || SEQUIN_TAP_FAILED=$((SEQUIN_TAP_FAILED + 1))
-    fi
-}
+# Check ids: m:<delete's settings>-<late settings>:<config>:<S|D|G>, icu:... for the ICU
+# database, e:... for the cases one by one.
+check() { tap_check "$@"; }
 
 # ---------------------------------------------------------------------------------------------
 # Session settings. The delete runs under one, the late record under another.

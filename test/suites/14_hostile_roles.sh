@@ -18,10 +18,7 @@
 # 3. Row-level security tenants: a tombstone that tenant A leaves for a key it cannot see binds
 #    only A; A's counts do not reveal whether B deleted a key at or above a version.
 #
-# Checks that fail today are TAP TODO ("# TODO issue 12: ..."): their ids are listed in
-# KNOWN_STAGING_ROLE (SEQUIN_KNOWN_STAGING_ROLE="id id ..." replaces the list, empty makes
-# every check a hard one); KNOWN_ISSUE_11 likewise, empty now. The
-# "# note:" lines print, for the report, what a tenant sees where PostgreSQL itself decides.
+# The "# note:" lines print, for the report, what a tenant sees where PostgreSQL itself decides.
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -34,40 +31,7 @@ stager=sq14_stager
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-KNOWN_ISSUE_11=() # every check of issue 11 passes
-# Checks that fail until issue 12 is fixed: sequin.apply_staging
-# applies staged records with the rights of the role that calls it, not of the role that
-# inserted them (SPEC, Staging: "A staged record is applied with the rights of the role that
-# inserted it ... never with the rights of whoever runs apply_staging").
-KNOWN_STAGING_ROLE=()
-if [[ -n ${SEQUIN_KNOWN_ISSUE_11+x} ]]; then
-    read -r -a KNOWN_ISSUE_11 <<<"$SEQUIN_KNOWN_ISSUE_11"
-fi
-if [[ -n ${SEQUIN_KNOWN_STAGING_ROLE+x} ]]; then
-    read -r -a KNOWN_STAGING_ROLE <<<"$SEQUIN_KNOWN_STAGING_ROLE"
-fi
-in_list() { # word list...
-    local w=$1 k
-    shift
-    for k in "$@"; do [[ $k == "$w" ]] && return 0; done
-    return 1
-}
-check() { # id description expected actual
-    local id=$1 desc=$2 want=$3 got=$4 todo=''
-    in_list "$id" "${KNOWN_ISSUE_11[@]}" && todo='issue 11'
-    if in_list "$id" "${KNOWN_STAGING_ROLE[@]}"; then
-        todo+="${todo:+; }issue 12: staged records apply with apply_staging's caller's rights"
-    fi
-    todo=${todo:+ # TODO $todo}
-    if [[ $got == "$want" ]]; then
-        echo "ok - [$id] $desc$todo"
-        [[ -z $todo ]] || echo "# [$id] passes now: take it off its TODO list"
-    else
-        echo "not ok - [$id] $desc$todo"
-        printf '#   expected: %s\n#   got:      %s\n' "$want" "${got//$'\n'/ | }"
-        [[ -n $todo ]] || SEQUIN_TAP_FAILED=$((SEQUIN_TAP_FAILED + 1))
-    fi
-}
+check() { tap_check "$@"; }
 su() { psql_q -d $db "$@"; }
 as() { # role: psql as that role (its own login: session_user is the role)
     local r=$1

@@ -51,12 +51,7 @@ fi
 q() { psql_q -d "$db" -c "$1"; }
 
 # The generator needs python3 (standard library only); installed with apt-get when missing.
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "# python3 is missing: installing it"
-    { _sequin_as_root apt-get update && _sequin_as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends python3; } >/dev/null 2>&1
-fi
-if ! command -v python3 >/dev/null 2>&1; then
+if ! sequin_install_missing "command -v python3" python3; then
     echo "not ok - python3 is needed to generate the fuzz inputs"
     exit 1
 fi
