@@ -6,6 +6,7 @@
 //   stored_lookup     stored versions of the chunk's keys: stale is skipped
 //   tombstones        deleted keys: a late record is skipped; deletes leave tombstones
 //   chunk_writes      INSERT / UPDATE / DELETE with one array per column
+//   merged_write      one MERGE for a looked-up chunk, when the table still agrees
 //   write_strategy    which of those run first, from what the last chunk was like
 //   write_isolation   subtransactions: a failing record is found and reported or raised
 // C-shaped server code: no objects with destructors live in these frames.
@@ -150,6 +151,13 @@ int64 insert_new_keys(Chunk *chunk, int *scratch);
 void write_in_key_runs(Chunk *chunk, int *scratch);
 // A chunk without deletes, after a shortcut: upserts of new keys, then of stored keys.
 void write_chunk(Chunk *chunk, int *scratch);
+
+// ---- merged_write.cpp
+// Writes records (a looked-up chunk's, in key order) by one MERGE and returns true, or
+// returns false with nothing written: write_in_key_runs then writes them run by run. Sets
+// *error when the MERGE failed otherwise than by a concurrent change (a record's error, say),
+// which writing all runs at once would only meet again.
+bool write_merged(Chunk *chunk, const int *records, int count, ErrorData **error);
 
 // ---- write_strategy.cpp
 // Looks up, converts the values of and writes the records of a chunk whose identities are

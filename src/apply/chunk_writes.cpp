@@ -124,19 +124,29 @@ void write_in_key_runs(Chunk *chunk, int *scratch) {
     for (int record = 0; record < chunk->count; record++)
         if (chunk->state[record] == Upsert || chunk->state[record] == Delete)
             scratch[count++] = record;
+    if (count == 0)
+        return;
     sort_by_key(chunk, scratch, count);
-    // First all runs in one subtransaction: a chunk mixing deletes and upserts takes a run
+    size_t states = static_cast<size_t>(chunk->count);
+    uint8 *state_before = static_cast<uint8 *>(palloc(states));
+    memcpy(state_before, chunk->state, states);
+    ApplyCounts counts_before = *chunk->call->counts;
+    ErrorData *merge_error;
+    if (write_merged(chunk, scratch, count, &merge_error))
+        return;
+    if (merge_error) { // found run by run
+        FreeErrorData(merge_error);
+        write_runs(chunk, scratch, count, false);
+        return;
+    }
+    // Then all runs in one subtransaction: a chunk mixing deletes and upserts takes a run
     // per alternation, and a subtransaction each (with its transaction id) would cost more
     // than the writes. Any error (a bad record, a write conflict, a deadlock) rolls it back,
     // and the runs are written again one subtransaction each, where write_records finds the
     // record or waits. A writer waiting for our rows waits for that one subtransaction,
     // which the rollback ends.
-    size_t states = static_cast<size_t>(chunk->count);
-    uint8 *state_before = static_cast<uint8 *>(palloc(states));
-    memcpy(state_before, chunk->state, states);
-    ApplyCounts counts_before = *chunk->call->counts;
-    ErrorData *error =
-        try_in_subtransaction([&] { write_runs(chunk, scratch, count, true); }, true);
+    ErrorData *error = try_in_subtransaction([&] { write_runs(chunk, scratch, count, true); },
+                                             Retries::WriteRaces);
     if (!error)
         return;
     TransactionId yield_to;
@@ -190,7 +200,8 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
     sort_by_key(chunk, scratch, count);
     uint64 written = 0;
     ErrorData *error = try_in_subtransaction(
-        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); }, true);
+        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); },
+        Retries::WriteRaces);
     if (!error) {
         counts->inserted += written;
         counts->skipped += count - static_cast<int64>(written); // a BEFORE trigger's NULL

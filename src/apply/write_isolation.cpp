@@ -90,6 +90,17 @@ bool is_transaction_level_error(int sqlstate) {
            strncmp(state, "XX", 2) == 0;
 }
 
+bool returned_for_retry(int sqlstate, Retries retries) {
+    if (retries == Retries::None)
+        return false;
+    if (is_retryable_deadlock(sqlstate) || write_conflict_retryable(sqlstate))
+        return true;
+    const char *state = unpack_sql_state(sqlstate);
+    return retries == Retries::Fallback && !IsolationUsesXactSnapshot() &&
+           strncmp(state, "53", 2) != 0 && strncmp(state, "57", 2) != 0 &&
+           strncmp(state, "58", 2) != 0;
+}
+
 void write_records(Chunk *chunk, WriteKind kind, const int *records, int count) {
     if (count == 0)
         return;
@@ -101,7 +112,7 @@ void write_records(Chunk *chunk, WriteKind kind, const int *records, int count) 
         int conflict_at;
         (void)take_write_conflict(0, &yield_to, &conflict_at); // none is pending yet
         error = try_in_subtransaction([&] { written = execute_write(chunk, kind, records, count); },
-                                      true);
+                                      Retries::WriteRaces);
         if (!error)
             break;
         bool conflict = take_write_conflict(error->sqlerrcode, &yield_to, &conflict_at);

@@ -21,10 +21,19 @@ bool is_retryable_deadlock(int sqlstate);
 // Serialization failures, deadlocks, cancels, out of memory: not a record's fault.
 bool is_transaction_level_error(int sqlstate);
 
+// Which transaction-level errors try_in_subtransaction returns rather than raises again.
+enum class Retries {
+    None,
+    WriteRaces, // a deadlock or a write conflict at READ COMMITTED (write_races.hpp)
+    // also anything else at READ COMMITTED but a cancel or a lack of resources: the caller
+    // writes again another way (apply/merged_write.cpp)
+    Fallback
+};
+
 // Runs fn in a subtransaction. Returns NULL, or the error (the subtransaction rolled back).
-// A deadlock or a write conflict at READ COMMITTED (write_races.hpp) is returned only to a
-// caller that retries it (retries); other transaction-level errors are raised again.
-template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, bool retries = false) {
+// Transaction-level errors are raised again, except those the caller retries.
+bool returned_for_retry(int sqlstate, Retries retries);
+template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, Retries retries = Retries::None) {
     MemoryContext context = CurrentMemoryContext;
     ResourceOwner owner = CurrentResourceOwner;
     ErrorData *volatile error = nullptr;
@@ -46,8 +55,7 @@ template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, bool retries = 
         MemoryContextSwitchTo(context);
         CurrentResourceOwner = owner;
         if (is_transaction_level_error(error->sqlerrcode) &&
-            !(retries && (is_retryable_deadlock(error->sqlerrcode) ||
-                          write_conflict_retryable(error->sqlerrcode))))
+            !returned_for_retry(error->sqlerrcode, retries))
             ReThrowError(error);
     }
     PG_END_TRY();

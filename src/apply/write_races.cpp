@@ -49,8 +49,8 @@ int conflict_at = -1;
 // write), yield to it when it is older. Waiting holds the statement's locks; keys after this
 // one are locked too unless it is the last, and the other writer may want them: then yield,
 // and the retry ends its statement at this key (write_isolation.cpp), so waits keep key order.
-void wait_or_yield(TransactionId writer, int at, int count, const char *what) {
-    if (TransactionIdPrecedes(writer, GetCurrentTransactionId()) || at < count - 1)
+void wait_or_yield(TransactionId writer, int at, int count, const char *what, bool may_wait) {
+    if (!may_wait || TransactionIdPrecedes(writer, GetCurrentTransactionId()) || at < count - 1)
         raise_conflict(writer, at, what);
     XactLockTableWait(writer, nullptr, nullptr, XLTW_None);
 }
@@ -152,7 +152,7 @@ TransactionId concurrent_row(Chunk *chunk, Oid heap_oid, Oid index_oid, int reco
 
 } // namespace
 
-void settle_inserts(Chunk *chunk, const int *records, int count) {
+void settle_inserts(Chunk *chunk, const int *records, int count, bool may_wait) {
     CompiledMapping *mapping = chunk->mapping;
     if (mapping->order_column < 0 || count == 0)
         return;
@@ -172,14 +172,14 @@ void settle_inserts(Chunk *chunk, const int *records, int count) {
                 raise_conflict(InvalidTransactionId, -1, "delete");
             if (!TransactionIdIsValid(writer))
                 break;
-            wait_or_yield(writer, i, count, "delete");
+            wait_or_yield(writer, i, count, "delete", may_wait);
         }
     }
     leave_fixed_settings(settings);
     close_tombstones(&table);
 }
 
-void settle_deletes(Chunk *chunk, const int *records, int count) {
+void settle_deletes(Chunk *chunk, const int *records, int count, bool may_wait) {
     CompiledMapping *mapping = chunk->mapping;
     if (mapping->order_column < 0 || count == 0 || !OidIsValid(mapping->key_index))
         return;
@@ -198,7 +198,7 @@ void settle_deletes(Chunk *chunk, const int *records, int count) {
                 redo = older && chunk->write_attempt < kRedoAttempts;
                 break;
             }
-            wait_or_yield(writer, i, count, "insert");
+            wait_or_yield(writer, i, count, "insert", may_wait);
         }
     }
     if (redo)

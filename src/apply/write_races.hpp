@@ -15,12 +15,13 @@
 namespace sequin {
 
 // After a statement that may have inserted rows for records (keys not stored when looked
-// up): a tombstone as new as a record, written by another transaction meanwhile.
-void settle_inserts(Chunk *chunk, const int *records, int count);
+// up): a tombstone as new as a record, written by another transaction meanwhile. Without
+// may_wait, a writer in progress is always yielded to (the statement holds later keys).
+void settle_inserts(Chunk *chunk, const int *records, int count, bool may_wait = true);
 
 // After the DELETE of records (and their tombstones): a row of such a key, older than the
 // delete, written by another transaction meanwhile.
-void settle_deletes(Chunk *chunk, const int *records, int count);
+void settle_deletes(Chunk *chunk, const int *records, int count, bool may_wait = true);
 
 // Is the first record still to upsert stored already? One index probe (write_strategy: a
 // chunk of new keys says no; a replay says yes, before anything is written).

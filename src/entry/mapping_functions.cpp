@@ -101,6 +101,9 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
          &m->insert_plain},
         {"insert new keys, when the plain insert failed", "caller", &m->insert_new},
         {"delete", "caller", &m->remove},
+        {"looked-up chunk in one statement, in key order (else the runs above)", "caller",
+         &m->merge_write},
+        {"the same, for a chunk without deletes", "caller", &m->merge_upserts},
         {"tombstones for deletes (looked up in C by (collection_id, key_hash), compared as typed "
          "values with the caller's rights)",
          "extension owner", &m->tomb_insert},

@@ -108,9 +108,15 @@ struct CompiledMapping {
     PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
     PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
     PreparedStatement tomb_insert;  // record tombstones (extension owner; apply/tombstones)
+    // MERGE of a looked-up chunk, with and without deletes (caller's rights). Prepared at
+    // first use: a target MERGE cannot write (rules, say) keeps the statements above.
+    PreparedStatement merge_write;
+    PreparedStatement merge_upserts;
+    bool merge_unusable = false; // preparing it failed
 
-    std::array<PreparedStatement *, 7> statements() {
-        return {&lookup, &upsert, &update_first, &insert_new, &insert_plain, &remove, &tomb_insert};
+    std::array<PreparedStatement *, 9> statements() {
+        return {&lookup, &upsert,      &update_first, &insert_new,   &insert_plain,
+                &remove, &tomb_insert, &merge_write,  &merge_upserts};
     }
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches

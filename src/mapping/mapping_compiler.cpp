@@ -434,7 +434,8 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         build_statements(*compiled);
         if (prepare_statements)
             for (PreparedStatement *s : compiled->statements())
-                if (s != &compiled->tomb_insert) // at its first use (apply/tombstones.cpp)
+                if (s != &compiled->tomb_insert && s != &compiled->merge_write &&
+                    s != &compiled->merge_upserts) // at their first use (apply/)
                     prepare(*s);
     }
     return compiled;

@@ -202,6 +202,8 @@ class StatementBuilder {
                 " WHERE " + key_matches + guard + " RETURNING u.i";
         u.join_in_batch_order = true;
 
+        build_merges(params, aliases, insert_cols, select_list, update_set, guard);
+
         if (m_.order_column >= 0) {
             m_.insert_new.sql = insert + "NOTHING";
             m_.insert_new.arg_types = s.arg_types;
@@ -210,6 +212,36 @@ class StatementBuilder {
             m_.insert_plain.arg_types = s.arg_types;
             m_.insert_plain.arg_descriptions = s.arg_descriptions;
         }
+    }
+
+    // A looked-up chunk in one statement, rows in key order: each record's action (0 insert,
+    // 1 update, 2 delete) is what the look-up found, and fires only if the table still agrees
+    // (apply/merged_write.cpp). merge_upserts has no DELETE action, which would need the
+    // DELETE privilege even for a chunk without deletes.
+    void build_merges(const std::string &params, const std::string &aliases,
+                      const std::string &insert_cols, const std::string &select_list,
+                      const std::string &update_set, const std::string &guard) {
+        PreparedStatement &w = m_.merge_write;
+        w.arg_types = m_.upsert.arg_types;
+        w.arg_descriptions = m_.upsert.arg_descriptions;
+        add_param(w, INT4ARRAYOID, "action integer[] (0 insert, 1 update, 2 delete)");
+        std::string action = "u.act OPERATOR(pg_catalog.=) ";
+        std::string head =
+            "MERGE INTO " + m_.target_name + " AS t USING " +
+            batch_rows(params + ", $" + std::to_string(w.arg_types.size()), aliases + ", act") +
+            " ON " + key_match_by("t", [](size_t, const MappedColumn &c) {
+                return "u.a" + std::to_string(c.param_number);
+            });
+        std::string upserts = " WHEN MATCHED AND " + action + "1" + guard + " THEN UPDATE SET " +
+                              update_set + " WHEN NOT MATCHED AND " + action + "0 THEN INSERT (" +
+                              insert_cols + ") VALUES (" + select_list + ")";
+        w.sql = head + " WHEN MATCHED AND " + action + "2" + guard + " THEN DELETE" + upserts;
+        w.join_in_batch_order = true;
+        PreparedStatement &u = m_.merge_upserts;
+        u.arg_types = w.arg_types;
+        u.arg_descriptions = w.arg_descriptions;
+        u.sql = head + upserts;
+        u.join_in_batch_order = true;
     }
 
     void build_lookup() {

@@ -1,0 +1,82 @@
+-- A looked-up chunk (one with deletes, or of a collection with tombstones) is written by one
+-- MERGE in key order when the table still agrees with the look-up; otherwise run by run.
+-- Either way the rows and the counts are those of applying the records one by one.
+-- DEBUG1 says when a chunk was written run by run, and why.
+\i sql/include/regress_setup.psql
+\set VERBOSITY terse
+CREATE SCHEMA mw;
+CREATE TABLE mw.t (id text PRIMARY KEY, n int CHECK (n <> 13), first_seen int, v bigint,
+                   touched timestamptz);
+SELECT sequin.create_mapping('mw', 'mw.t',
+    '{"id": "id", "n": "data.n", "first_seen": "data.n", "v": "updated_idx", "touched": "$now"}',
+    keep_on_conflict => '{first_seen}', order_column => 'v');
+INSERT INTO mw.t (id, n, first_seen, v) VALUES ('a', 1, 1, 1), ('b', 1, 1, 1), ('c', 1, 1, 5), ('d', 1, 1, 1);
+CREATE FUNCTION mw.batch(text) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_agg(jsonb_build_object('collection_id', 'mw', 'id', r[1], 'updated_idx', r[2]::int,
+                                        'deleted', r[3] = 'x', 'data', jsonb_build_object('n', r[3])))
+    FROM regexp_matches($1, '(\w+):(\d+):(\w+)', 'g') AS r $$;
+
+-- Updates (a keeps first_seen), a delete (b), a stale update (c), an insert (e), a delete of
+-- a key not stored (f): one MERGE, no DEBUG1 line.
+SELECT * FROM sequin.sequin_upsert(mw.batch('a:2:7 b:2:x c:2:7 e:1:3 f:1:x'));
+SET client_min_messages = debug1;
+SELECT * FROM sequin.sequin_upsert(mw.batch('a:3:8 d:2:x e:2:4 g:1:5'));
+RESET client_min_messages;
+SELECT id, n, first_seen, v, touched IS NOT NULL AS touched FROM mw.t ORDER BY id;
+-- A late record for a deleted key is skipped (b deleted at 2, d at 2).
+SELECT * FROM sequin.sequin_upsert(mw.batch('b:1:9 d:1:9 h:1:1'));
+SELECT id, n, v FROM mw.t WHERE id IN ('b', 'd', 'h') ORDER BY id;
+
+-- A BEFORE trigger that drops a row: the MERGE writes fewer rows than the look-up expected,
+-- and the chunk is written again run by run, counting the dropped record as skipped.
+CREATE FUNCTION mw.drop_42() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.n = 42 THEN RETURN NULL; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER drop_42 BEFORE INSERT OR UPDATE ON mw.t FOR EACH ROW EXECUTE FUNCTION mw.drop_42();
+SET client_min_messages = debug1;
+SELECT * FROM sequin.sequin_upsert(mw.batch('a:4:42 e:3:9 i:1:42 g:2:x'));
+RESET client_min_messages;
+SELECT id, n, v FROM mw.t WHERE id IN ('a', 'e', 'g', 'i') ORDER BY id;
+DROP TRIGGER drop_42 ON mw.t;
+
+-- A record that fails (CHECK) fails the call, naming it; nothing of the chunk is written.
+SELECT try($$SELECT * FROM sequin.sequin_upsert(mw.batch('a:5:13 e:4:1 h:2:x'))$$);
+SELECT id, n, v FROM mw.t WHERE id IN ('a', 'e', 'h') ORDER BY id;
+-- Staged, the bad record stays with its error and the others apply.
+INSERT INTO sequin.staging (record)
+    SELECT r FROM jsonb_array_elements(mw.batch('a:5:13 e:4:1 h:2:x')) AS r;
+SELECT record->>'id' AS id, status, split_part(error, ' (detail', 1) AS error FROM sequin.staging ORDER BY id;
+SELECT id, n, v FROM mw.t WHERE id IN ('a', 'e', 'h') ORDER BY id;
+DELETE FROM sequin.staging;
+
+-- A table MERGE cannot write (a rule on DELETE): run by run.
+CREATE TABLE mw.ruled (id text PRIMARY KEY, v bigint);
+CREATE TABLE mw.ruled_log (id text);
+CREATE RULE log_delete AS ON DELETE TO mw.ruled DO ALSO INSERT INTO mw.ruled_log VALUES (OLD.id);
+SELECT sequin.create_mapping('mw.ruled', 'mw.ruled', '{"id": "id", "v": "updated_idx"}', order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('[{"collection_id": "mw.ruled", "id": "p", "updated_idx": 1},
+                                     {"collection_id": "mw.ruled", "id": "q", "updated_idx": 1}]');
+SET client_min_messages = debug1;
+SELECT * FROM sequin.sequin_upsert('[{"collection_id": "mw.ruled", "id": "p", "updated_idx": 2, "deleted": true},
+                                     {"collection_id": "mw.ruled", "id": "r", "updated_idx": 1}]');
+RESET client_min_messages;
+SELECT id, v FROM mw.ruled ORDER BY id;
+SELECT id FROM mw.ruled_log ORDER BY id;
+
+-- A role that may insert and update but not delete: chunks without deletes still take one
+-- MERGE (without a DELETE action, which would need the privilege).
+CALL create_role_once('mw_writer');
+GRANT USAGE ON SCHEMA mw TO mw_writer;
+GRANT SELECT, INSERT, UPDATE ON mw.t TO mw_writer;
+SET ROLE mw_writer;
+SET client_min_messages = debug1;
+SELECT * FROM sequin.sequin_upsert(mw.batch('a:9:1 j:1:1'));
+SELECT try($$SELECT * FROM sequin.sequin_upsert(mw.batch('a:10:1 j:2:x'))$$);
+RESET client_min_messages;
+RESET ROLE;
+SELECT id, n, v FROM mw.t WHERE id IN ('a', 'j') ORDER BY id;
+
+DROP SCHEMA mw CASCADE;
+DROP ROLE mw_writer;
