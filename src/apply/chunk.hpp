@@ -71,8 +71,9 @@ struct Chunk {
     JsonbValue *top_values; // a record's top-level values of the phase's keys
     bool *top_found;
     int next;
-    const char *column; // being converted, for messages
-    int write_attempt;  // of the statement being written (write_isolation.cpp)
+    const char *column;      // being converted, for messages
+    int write_attempt;       // of the statement being written (write_isolation.cpp)
+    int64 returned_inserted; // Citus: rows the last upsert returned as inserted
 };
 
 inline Datum *row_values(Chunk *chunk, int record) {

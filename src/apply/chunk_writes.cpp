@@ -72,6 +72,15 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
     if (kind == WriteUpdateFirst)
         add_param(&params, record_number_array(records, count));
     uint64 written = run_statement(chunk, row_write_statement(*mapping, kind), &params, false);
+    if (kind == WriteUpsert && mapping->citus != CitusKind::None) { // RETURNING inserted or not
+        chunk->returned_inserted = 0;
+        for (uint64 row = 0; row < SPI_processed; row++) {
+            bool isnull;
+            chunk->returned_inserted += DatumGetBool(
+                SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+        }
+        SPI_freetuptable(SPI_tuptable);
+    }
     if (kind != WriteUpdateFirst) // it inserts nothing
         settle_inserts(chunk, records, count);
     if (kind == WriteUpdateFirst) { // RETURNING the records it updated: they are done

@@ -150,7 +150,8 @@ bool write_merged(Chunk *chunk, const int *records, int count, ErrorData **error
         bool conflict = take_write_conflict(failure->sqlerrcode, &yield_to, &conflict_at);
         if (failure->sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED) // say, a foreign partition
             mapping->merge_unusable = true;
-        else if (!conflict && !table_changed && !is_retryable_deadlock(failure->sqlerrcode)) {
+        else if (!conflict && !table_changed && !is_retryable_deadlock(failure->sqlerrcode) &&
+                 failure->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) { // a key inserted meanwhile
             *error = failure; // a record's, or the caller's (a privilege): not a race
             return false;
         }

@@ -34,7 +34,9 @@ void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, 
         int64 believed_new = 0;
         for (int i = 0; i < count; i++)
             believed_new += !chunk->stored[records[i]];
-        int64 inserted = believed_new > 0 ? count_inserted_here(chunk, records, count, nullptr) : 0;
+        int64 inserted = chunk->mapping->citus != CitusKind::None ? chunk->returned_inserted
+                         : believed_new > 0 ? count_inserted_here(chunk, records, count, nullptr)
+                                            : 0;
         if (inserted < 0)
             inserted = Min(believed_new, static_cast<int64>(written));
         counts->inserted += inserted;

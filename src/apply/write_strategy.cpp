@@ -81,6 +81,9 @@ Strategy choose_strategy(Chunk *chunk, int *scratch, LastChunk last) {
     // can be locked in one order before any is written.
     if (XactReadOnly || select_records(chunk, scratch, is_delete) > 0)
         return Strategy::LookUpFirst;
+    // On Citus a plain INSERT runs as COPY, whose errors lose their SQLSTATE.
+    if (chunk->mapping->citus != CitusKind::None)
+        return Strategy::LookUpFirst;
     if (strategy != Strategy::LookUpFirst) {
         bool has_tombstones = false;
         run_lookups(chunk, [&] { has_tombstones = collection_has_tombstones(chunk); });

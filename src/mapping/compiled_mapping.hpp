@@ -13,6 +13,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "mapping/citus_table.hpp"
 #include "mapping/mapping_row.hpp"
 #include "pg/json_path.hpp"
 #include "pg/value_converter.hpp"
@@ -112,7 +113,11 @@ struct CompiledMapping {
     // first use: a target MERGE cannot write (rules, say) keeps the statements above.
     PreparedStatement merge_write;
     PreparedStatement merge_upserts;
-    bool merge_unusable = false; // preparing it failed
+    bool merge_unusable = false; // preparing it failed, or a Citus target
+    // A Citus target (mapping/citus_table.hpp): its statements are planned with their
+    // parameters' values, and upserts count what they wrote from RETURNING.
+    CitusKind citus = CitusKind::None;
+    int distribution_key = -1; // Distributed: index into key_columns of its distribution column
 
     std::array<PreparedStatement *, 9> statements() {
         return {&lookup, &upsert,      &update_first, &insert_new,   &insert_plain,

@@ -1,6 +1,7 @@
 // The mapping compiler: validation of a sequin.mappings row against its target table (SPEC:
 // "Writing a mapping ... validates it"), then the statements, built and prepared.
 #include "mapping/mapping_compiler.hpp"
+#include "mapping/citus_table.hpp"
 #include "mapping/mapping_source.hpp"
 #include "mapping/statement_builder.hpp"
 #include "mapping/target_table.hpp"
@@ -31,12 +32,14 @@ namespace {
     throw PgError(sqlstate, message, {}, hint);
 }
 
-void prepare(PreparedStatement &s) {
+// Citus plans a distributed statement only with its parameters' values: a custom plan each
+// time, where a local table keeps one generic plan.
+void prepare(PreparedStatement &s, bool on_citus) {
     if (s.sql.empty())
         return;
     pg_guard([&] {
         kept_plan(&s.plan, s.sql.c_str(), static_cast<int>(s.arg_types.size()), s.arg_types.data(),
-                  CURSOR_OPT_GENERIC_PLAN);
+                  on_citus ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
     });
 }
 
@@ -45,6 +48,35 @@ std::string join_names(const std::vector<std::string> &names) {
     for (const std::string &name : names)
         joined += (joined.empty() ? "" : ", ") + name;
     return joined;
+}
+
+// A Citus target: how its rows are placed. A distributed one must be distributed by a
+// conflict column, so that each key lives in one shard.
+// Returns what is wrong with it, or "".
+std::string resolve_citus(CompiledMapping &m, const TargetTable &table, Oid relid) {
+    CitusTable citus = citus_table(relid);
+    m.citus = citus.kind;
+    if (citus.kind == CitusKind::None && citus.method != '\0')
+        return "target " + table.display_name + " is a Citus table distributed by " +
+               (citus.method == 'a'   ? "append"
+                : citus.method == 'r' ? "range"
+                                      : "an unknown method") +
+               "; mappings target hash-distributed and reference tables";
+    if (citus.kind != CitusKind::None) // planned by Citus as a repartitioned statement
+        m.merge_unusable = true;
+    if (citus.kind != CitusKind::Distributed)
+        return "";
+    for (size_t k = 0; k < m.key_columns.size(); k++)
+        if (m.columns[m.key_columns[k]].attnum == citus.distribution_column)
+            m.distribution_key = static_cast<int>(k);
+    if (m.distribution_key >= 0)
+        return "";
+    std::vector<std::string> names;
+    for (int k : m.key_columns)
+        names.push_back(m.columns[k].name);
+    return "target " + table.display_name +
+           " is distributed by a column that is not among its conflict columns (" +
+           join_names(names) + ")";
 }
 
 // Where key is in keys (sorted by json_key_precedes).
@@ -377,6 +409,10 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         operator_sql(compiled->columns[k].type->type_oid, TYPECACHE_EQ_OPR,
                      compiled->columns[k].name, "equality");
 
+    std::string citus_problem = resolve_citus(*compiled, table, row.target_table);
+    if (!citus_problem.empty())
+        mapping_error(ERRCODE_FEATURE_NOT_SUPPORTED, citus_problem);
+
     for (const std::string &name : row.keep_on_conflict) {
         int index = find_mapped(name, "keep_on_conflict");
         compiled->columns[index].keep_on_conflict = true;
@@ -436,7 +472,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
             for (PreparedStatement *s : compiled->statements())
                 if (s != &compiled->tomb_insert && s != &compiled->merge_write &&
                     s != &compiled->merge_upserts) // at their first use (apply/)
-                    prepare(*s);
+                    prepare(*s, compiled->citus != CitusKind::None);
     }
     return compiled;
 }

@@ -185,6 +185,13 @@ class StatementBuilder {
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
             s.sql += " WHERE " + order_guard("t." + col, "EXCLUDED." + col);
+        }
+        // Citus reports rows sent for ON CONFLICT, not rows written: the rows it returns
+        // count, each saying whether it was inserted (no updater yet).
+        if (m_.citus != CitusKind::None)
+            s.sql += " RETURNING t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid";
+        if (m_.order_column >= 0) {
+            std::string col = quote_ident(order().name);
             guard =
                 " AND " + order_guard("t." + col,
                                       typed(order(), "u.a" + std::to_string(order().param_number)));

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# On Citus (issue 13): a real cluster, a coordinator and 2 workers on 127.0.0.1 (throwaway
+# directories, ports of their own, stopped on exit), with the extension created on the
+# coordinator. Distributed and reference targets keep the promises of a local table:
+# ordering, duplicates across chunks, deletes and tombstones, errors with their SQLSTATE,
+# staging (immediate and deferred), exact counts and stats. Skipped, saying why, when Citus
+# is not installed (.ci/run builds it first when ../shared/tools/citus is there).
+set -uo pipefail
+# shellcheck source=test/lib/cluster.sh
+source "$(dirname "$0")/../lib/cluster.sh"
+
+libdir=$("$PG_CONFIG" --pkglibdir)
+sharedir=$("$PG_CONFIG" --sharedir)
+if [[ ! -f $libdir/citus.so || ! -f $sharedir/extension/citus.control ]]; then
+    echo "ok - # SKIP Citus is not installed in $libdir (bash ../shared/tools/citus/build.sh installs it)"
+    exit 0
+fi
+
+dir=$(mktemp -d /tmp/sequin_citus.XXXXXX)
+chmod 755 "$dir"
+[[ $(id -u) -eq 0 ]] && chown "$SEQUIN_PG_OS_USER:" "$dir"
+as_pg() { if [[ $(id -u) -eq 0 ]]; then (cd "$dir" && runuser -u "$SEQUIN_PG_OS_USER" -- "$@"); else "$@"; fi; }
+ports=()
+stop_nodes() {
+    for port in "${ports[@]}"; do
+        as_pg "$SEQUIN_PGBIN/pg_ctl" -D "$dir/n$port" -m immediate -w stop >/dev/null 2>&1
+    done
+    rm -rf "$dir"
+}
+trap stop_nodes EXIT
+for _ in 1 2 3; do
+    port=$(_sequin_free_port) || exit 1
+    while [[ " ${ports[*]} " == *" $port "* ]]; do port=$(_sequin_free_port) || exit 1; done
+    ports+=("$port")
+    as_pg "$SEQUIN_PGBIN/initdb" -D "$dir/n$port" -U postgres --auth=trust -E UTF8 --locale=C \
+        --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log"; exit 1; }
+    as_pg "$SEQUIN_PGBIN/pg_ctl" -D "$dir/n$port" -l "$dir/n$port.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c shared_preload_libraries=citus -c max_prepared_transactions=50" \
+        start >/dev/null || { tail -20 "$dir/n$port.log"; exit 1; }
+done
+coordinator=${ports[0]}
+on() { local port=$1; shift; "$SEQUIN_PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "$@"; }
+cq() { on "$coordinator" "$@"; }
+for port in "${ports[@]}"; do on "$port" -c "CREATE EXTENSION citus" || exit 1; done
+cq -c "SELECT citus_set_coordinator_host('127.0.0.1', $coordinator)" \
+    -c "SELECT citus_add_node('127.0.0.1', ${ports[1]})" \
+    -c "SELECT citus_add_node('127.0.0.1', ${ports[2]})" >/dev/null || exit 1
+echo "# Citus $(cq -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'"): coordinator on port $coordinator, workers on ${ports[1]} and ${ports[2]}"
+tap_ok "CREATE EXTENSION sequin_upsert on the coordinator" cq -c "CREATE EXTENSION sequin_upsert"
+
+cq >/dev/null <<'SQL' || exit 1
+CREATE FUNCTION try(statement text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE statement; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
+-- n records over keys k0..k(keys-1) of collection coll, version v + i / keys, every del-th a
+-- delete; data.n is 13 (which the targets' CHECK refuses) only where bad says so.
+CREATE FUNCTION recs(coll text, n int, keys int, v int, del int DEFAULT 0, bad int DEFAULT -1)
+RETURNS jsonb LANGUAGE sql AS $$
+  SELECT jsonb_agg(jsonb_build_object('collection_id', coll, 'id', 'k' || (i % keys), 'updated_idx', v + i / keys,
+                   'deleted', del > 0 AND i % del = 0, 'data', jsonb_build_object('n', CASE WHEN i = bad THEN 13 ELSE i + 100 END)) ORDER BY i)
+  FROM generate_series(0, n - 1) i $$;
+CREATE TABLE dist (id text PRIMARY KEY, n int CHECK (n <> 13), v bigint);
+SELECT create_distributed_table('dist', 'id');
+CREATE TABLE ref (id text PRIMARY KEY, n int CHECK (n <> 13), v bigint);
+SELECT create_reference_table('ref');
+SELECT sequin.create_mapping('dist', 'dist', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');
+SELECT sequin.create_mapping('ref', 'ref', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');
+SQL
+
+# Every call runs on the Citus target and on a local table with the same mapping (the
+# oracle, applying the same records the way the extension does on one node): the counts and
+# the rows must be the same.
+cq >/dev/null <<'SQL' || exit 1
+CREATE TABLE local_dist (id text PRIMARY KEY, n int CHECK (n <> 13), v bigint);
+CREATE TABLE local_ref (id text PRIMARY KEY, n int CHECK (n <> 13), v bigint);
+SELECT sequin.create_mapping('local_dist', 'local_dist', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');
+SELECT sequin.create_mapping('local_ref', 'local_ref', '{"id": "id", "n": "data.n", "v": "updated_idx"}', order_column => 'v');
+SQL
+rows() { cq -c "SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws(' ', id, n, v), ',' ORDER BY id)), '-') FROM $1 WHERE id NOT LIKE 's%'"; }
+# same_as_local ID DESC TARGET SETTINGS ARGS: sequin_upsert(recs(TARGET, ARGS)) on the Citus
+# target and on its local twin, under SETTINGS; counts and rows must agree.
+same_as_local() {
+    local id=$1 desc=$2 t=$3 settings=$4 args=$5 got want
+    got=$(cq -c "$settings" -c "SELECT concat_ws(' ', inserted, updated, deleted, skipped) FROM sequin.sequin_upsert(recs('$t', $args))" 2>&1)
+    want=$(cq -c "$settings" -c "SELECT concat_ws(' ', inserted, updated, deleted, skipped) FROM sequin.sequin_upsert(recs('local_$t', $args))" 2>&1)
+    tap_check "$id" "$t: $desc: counts ($want)" "$want" "$got"
+    tap_check "$id.rows" "$t: $desc: rows" "$(rows "local_$t")" "$(rows "$t")"
+}
+for t in dist ref; do
+    same_as_local "$t.1" "5,000 records over 2,500 keys in chunks of 1,000 (each key twice)" $t "SET sequin.batch_size = 1000" "5000, 2500, 1"
+    same_as_local "$t.2" "a replay" $t "SET sequin.batch_size = 1000" "5000, 2500, 1"
+    tap_check "$t.3" "$t: a replay in a READ ONLY transaction writes nothing" \
+        "0 0 0 100" "$(cq -c "BEGIN READ ONLY" -c "SELECT concat_ws(' ', inserted, updated, deleted, skipped) FROM sequin.sequin_upsert(recs('$t', 100, 100, 1))" -c "COMMIT")"
+    same_as_local "$t.4" "3,000 updates and new keys, every 7th a delete, in chunks of 64" $t "SET sequin.batch_size = 64" "3000, 3000, 10, 7"
+    tap_check "$t.4.tombstones" "$t: the deletes left as many tombstones as on a local table" \
+        "$(cq -c "SELECT count(*) FROM sequin.tombstones WHERE collection_id = 'local_$t'")" \
+        "$(cq -c "SELECT count(*) FROM sequin.tombstones WHERE collection_id = '$t'")"
+    same_as_local "$t.5" "late records of deleted keys are skipped (a delete is final)" $t "SET sequin.batch_size = 1000" "3000, 3000, 5"
+    same_as_local "$t.6" "updates mixed with duplicates and deletes, in chunks of 7" $t "SET sequin.batch_size = 7" "400, 150, 30, 11"
+    tap_check "$t.7" "$t: a bad record fails the call with its SQLSTATE and names it" \
+        "23514: record 5 (id \"k5\", collection_id \"$t\"): new row for relation ok" \
+        "$(cq -c "SELECT regexp_replace(try(\$\$SELECT sequin.sequin_upsert(recs('$t', 20, 20, 50, 0, 5))\$\$), '\"${t}_[0-9]+\" violates check constraint \"${t}_n_check\"', 'ok')")"
+    tap_check "$t.8" "$t: ... and a new key's bad record the same" \
+        "23514" "$(cq -c "SELECT left(try(\$\$SELECT sequin.sequin_upsert('[{\"collection_id\": \"$t\", \"id\": \"new1\", \"updated_idx\": 1, \"data\": {\"n\": 13}}, {\"collection_id\": \"$t\", \"id\": \"new2\", \"updated_idx\": 1, \"data\": {\"n\": 1}}]')\$\$), 5)")"
+    tap_check "$t.9" "$t: nothing of the failed calls was written" "$(rows "local_$t")" "$(rows "$t")"
+done
+
+# Staging: a failed record stays with its error, the others apply; deferred mode too.
+staged=$(cq 2>&1 <<'SQL'
+SET client_min_messages = error;
+INSERT INTO sequin.staging (record) VALUES
+  ('{"collection_id": "dist", "id": "s1", "updated_idx": 1, "data": {"n": 13}}'),
+  ('{"collection_id": "dist", "id": "s2", "updated_idx": 1, "data": {"n": 2}}'),
+  ('{"collection_id": "ref", "id": "s1", "updated_idx": 1, "data": {"n": 13}}'),
+  ('{"collection_id": "ref", "id": "s2", "updated_idx": 1, "data": {"n": 2}}');
+SELECT string_agg(concat_ws(' ', record->>'collection_id', record->>'id', status, error LIKE '%violates check constraint%'), ', ' ORDER BY id) FROM sequin.staging;
+SELECT (SELECT string_agg(id || n, ',' ORDER BY id) FROM dist WHERE id LIKE 's%') || ' ' || (SELECT string_agg(id || n, ',' ORDER BY id) FROM ref WHERE id LIKE 's%');
+SQL
+)
+tap_check staging.1 "staging: the bad records stay failed with their error, the others apply" \
+    "dist s1 failed t, ref s1 failed t
+s22 s22" "$staged"
+deferred() {
+    cq -c "DELETE FROM sequin.staging" -c "SET sequin.apply_mode = deferred" \
+        -c "INSERT INTO sequin.staging (record) SELECT r FROM jsonb_array_elements(recs('$1', 50, 25, 200, 9)) r" \
+        -c "SELECT concat_ws(' ', inserted, updated, deleted, skipped, failed) FROM sequin.apply_staging()"
+}
+tap_check staging.2 "deferred staging: apply_staging's counts" "$(deferred local_dist)" "$(deferred dist)"
+tap_check staging.2.rows "deferred staging: rows" "$(rows local_dist)" "$(rows dist)"
+stats() { cq -c "SELECT concat_ws(' ', inserted, updated, deleted, skipped) FROM sequin.stats WHERE collection_id = '$1'"; }
+for t in dist ref; do
+    # $t had one more staged row applied, and the read-only replay of 100 records.
+    tap_check "stats.$t" "sequin.stats of $t: what the calls returned (as for local_$t)" \
+        "$(stats "local_$t")" "$(cq -c "SELECT concat_ws(' ', inserted - 1, updated, deleted, skipped - 100) FROM sequin.stats WHERE collection_id = '$t'")"
+done
+tap_done
