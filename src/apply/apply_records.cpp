@@ -65,6 +65,7 @@ void apply_chunk(Chunk *chunk) {
     init_chunk(chunk);
     int *scratch = static_cast<int *>(palloc(sizeof(int) * chunk->count));
     convert_chunk(chunk, convert_identity);
+    assign_shards(chunk);
     keep_newest_per_key(chunk);
     apply_with_strategy(chunk, scratch);
     if (chunk->call->mode != ApplyMode::Isolate)
@@ -129,6 +130,7 @@ int *sort_group_by_key(Group *group, CompiledMapping *mapping, const InputRecord
                                  Min(batch, group->count - start));
         init_chunk(&chunk);
         convert_chunk(&chunk, convert_identity);
+        assign_shards(&chunk);
         MemoryContextSwitchTo(group_context);
         for (int record = 0; record < chunk.count; record++) {
             if (chunk.state[record] == Done)

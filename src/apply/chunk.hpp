@@ -2,6 +2,7 @@
 // them, as parallel arrays indexed by the record's place in the chunk. The applier's steps
 // (apply/*.cpp) share it; this header declares them in the order they run:
 //   chunk_conversion  record -> upsert or delete, key, version; then the other values
+//   citus_shards      Citus: the shard of each key, and the coordinator's shard locks
 //   duplicate_keys    one record per key (the newest); key order for writes
 //   stored_lookup     stored versions of the chunk's keys: stale is skipped
 //   tombstones        deleted keys: a late record is skipped; deletes leave tombstones
@@ -44,6 +45,7 @@ struct RecordKey {
     char *bytes;
     int length;
     uint32 hash;
+    int64 shard; // Citus: the shard of a distributed target that holds it (else 0)
 };
 
 struct Chunk {
@@ -101,6 +103,17 @@ void convert_identity(Chunk *chunk, int record);
 void convert_values(Chunk *chunk, int record);
 // Runs step over every record; a failing record fails alone (Isolate) or raises (Atomic).
 void convert_chunk(Chunk *chunk, RecordStep step);
+
+// ---- citus_shards.cpp
+// A distributed target: each record's shard (keys[].shard), the order in which its keys are
+// written, shard by shard; statements then reach one shard each.
+void assign_shards(Chunk *chunk);
+// A Citus target, before the look-up: the coordinator's lock on each shard the chunk writes,
+// in shard order, held to the end of the transaction. Writers of one shard take turns: on
+// the workers a delete and an insert of one key cannot miss each other (see README).
+void lock_shards(Chunk *chunk);
+// Records [0, count) of one shard as far as records[0]'s: how many.
+int same_shard_run(const Chunk *chunk, const int *records, int count);
 
 // ---- duplicate_keys.cpp
 // Several records of one key: the newest stays (array order without an order column), the

@@ -111,9 +111,12 @@ WriteKind key_run_kind(const Chunk *chunk, int record) {
 void write_runs(Chunk *chunk, const int *records, int count, bool plain) {
     for (int start = 0; start < count;) {
         WriteKind kind = key_run_kind(chunk, records[start]);
-        int end = start + 1;
-        while (end < count && key_run_kind(chunk, records[end]) == kind)
-            end++;
+        int end = start + same_shard_run(chunk, records + start, count - start); // Citus
+        for (int i = start + 1; i < end; i++)
+            if (key_run_kind(chunk, records[i]) != kind) {
+                end = i;
+                break;
+            }
         if (plain) {
             uint64 written = execute_write(chunk, kind, records + start, end - start);
             count_written(chunk, kind, records + start, end - start, written);

@@ -43,6 +43,8 @@ int compare_keys(const void *a, const void *b, void *arg) {
 } // namespace
 
 int compare_record_keys(const RecordKey &a, const RecordKey &b) {
+    if (a.shard != b.shard)
+        return a.shard < b.shard ? -1 : 1;
     if (a.hash != b.hash)
         return a.hash < b.hash ? -1 : 1;
     int order = memcmp(a.bytes, b.bytes, Min(a.length, b.length));

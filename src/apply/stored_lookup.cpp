@@ -33,11 +33,27 @@ int select_records(const Chunk *chunk, int *records, RecordFilter wanted) {
 
 namespace {
 
+void lookup_records(Chunk *chunk, int *records, int count);
+
+// A distributed target: one look-up per shard, which Citus sends to that shard only.
+void lookup_by_shard(Chunk *chunk, int *records, int count) {
+    sort_by_key(chunk, records, count);
+    for (int start = 0; start < count;) {
+        int run = same_shard_run(chunk, records + start, count - start);
+        lookup_records(chunk, records + start, run);
+        start += run;
+    }
+}
+
 // Marks which of records' keys are stored, and skips the records that are stale.
-void lookup_records(Chunk *chunk, const int *records, int count) {
+void lookup_records(Chunk *chunk, int *records, int count) {
     if (count == 0)
         return;
     CompiledMapping *mapping = chunk->mapping;
+    if (mapping->citus == CitusKind::Distributed && same_shard_run(chunk, records, count) < count) {
+        lookup_by_shard(chunk, records, count);
+        return;
+    }
     StatementParams params;
     params_init(&params, chunk);
     key_params(chunk, &params, records, count, true, mapping->order_column >= 0, false);

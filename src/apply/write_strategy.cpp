@@ -117,6 +117,7 @@ void apply_with_strategy(Chunk *chunk, int *scratch) {
                            select_records(chunk, scratch, is_upsert));
         updated_first = chunk->call->counts->updated - updated_before;
     }
+    lock_shards(chunk);
     run_lookups(chunk, [&] {
         lookup_stored_versions(chunk, scratch,
                                strategy == Strategy::InsertFirst ? is_delete : is_pending);

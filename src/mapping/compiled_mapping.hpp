@@ -119,9 +119,11 @@ struct CompiledMapping {
     CitusKind citus = CitusKind::None;
     int distribution_key = -1; // Distributed: index into key_columns of its distribution column
 
-    std::array<PreparedStatement *, 9> statements() {
-        return {&lookup, &upsert,      &update_first, &insert_new,   &insert_plain,
-                &remove, &tomb_insert, &merge_write,  &merge_upserts};
+    PreparedStatement shard_of; // Citus: the shards of distribution column values
+
+    std::array<PreparedStatement *, 10> statements() {
+        return {&lookup, &upsert,      &update_first, &insert_new,    &insert_plain,
+                &remove, &tomb_insert, &merge_write,  &merge_upserts, &shard_of};
     }
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches

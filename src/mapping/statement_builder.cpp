@@ -29,6 +29,8 @@ class StatementBuilder {
         build_row_writes();
         build_lookup();
         build_remove();
+        if (m_.citus == CitusKind::Distributed)
+            build_shard_of();
         if (m_.order_column >= 0)
             build_tomb_insert();
     }
@@ -259,7 +261,33 @@ class StatementBuilder {
                                                                typed(order(), "u.v"))
                                                  : "true";
         s.sql = "SELECT u.i, " + newer + " FROM " + from + " JOIN " + m_.target_name + " AS t ON " +
-                key_match("t", "u.k");
+                key_match("t", "u.k") + shard_filter();
+    }
+
+    // Citus: the distribution column among the statement's own keys ($2 on: after the record
+    // numbers), a condition by which Citus sends the statement to their shards only.
+    std::string shard_filter() const {
+        if (m_.citus != CitusKind::Distributed)
+            return "";
+        size_t k = static_cast<size_t>(m_.distribution_key);
+        const MappedColumn &c = m_.columns[m_.key_columns[k]];
+        if (c.param_as_text)
+            return "";
+        std::string collate = k < m_.key_collate_sql.size() ? m_.key_collate_sql[k] : "";
+        return " AND t." + quote_ident(c.name) + collate + " " + key_equality_sql(k, c) +
+               " ANY ($" + std::to_string(k + 2) + ")";
+    }
+
+    // Citus: the shard of each value of the distribution column, in array order.
+    void build_shard_of() {
+        PreparedStatement &s = m_.shard_of;
+        const MappedColumn &c = m_.columns[m_.key_columns[m_.distribution_key]];
+        add_param(s, REGCLASSOID, "target regclass");
+        add_column_param(s, c);
+        std::string values = c.param_as_text ? "($2)::" + type_sql(c.type->type_oid) + "[]" : "$2";
+        s.sql = "SELECT pg_catalog.get_shard_id_for_distribution_column($1, u.v) FROM "
+                "pg_catalog.unnest(" +
+                values + ") WITH ORDINALITY AS u(v, o) ORDER BY u.o";
     }
 
     // RETURNING which records removed a row: a tombstone of a key the caller did not see
@@ -273,7 +301,7 @@ class StatementBuilder {
         s.join_in_batch_order = true;
         if (m_.order_column >= 0)
             s.sql += " AND " + order_guard("t." + quote_ident(order().name), typed(order(), "u.v"));
-        s.sql += " RETURNING u.i";
+        s.sql += shard_filter() + " RETURNING u.i";
     }
 
     // Tombstones: plain values only (text, arrays, integers), so that running as the
