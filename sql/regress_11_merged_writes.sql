@@ -78,5 +78,29 @@ RESET client_min_messages;
 RESET ROLE;
 SELECT id, n, v FROM mw.t WHERE id IN ('a', 'j') ORDER BY id;
 
+-- A trigger that deletes a row the look-up found (an adversary's probe): the MERGE finds the
+-- table changed, and the runs count the record as the insert it became.
+CREATE TABLE mw.trig (id int PRIMARY KEY, v bigint, s text);
+SELECT sequin.create_mapping('mw.trig', 'mw.trig', '{"id": "id", "v": "updated_idx", "s": "data.s"}', order_column => 'v');
+SELECT * FROM sequin.sequin_upsert('[{"collection_id": "mw.trig", "id": 5, "updated_idx": 1, "data": {"s": "a"}},
+                                     {"collection_id": "mw.trig", "id": 3, "updated_idx": 1, "data": {"s": "a"}}]');
+CREATE FUNCTION mw.drop_5() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 1 THEN DELETE FROM mw.trig WHERE id = 5; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER drop_5 BEFORE INSERT ON mw.trig FOR EACH ROW EXECUTE FUNCTION mw.drop_5();
+SELECT * FROM sequin.sequin_upsert('[{"collection_id": "mw.trig", "id": 1, "updated_idx": 2, "data": {"s": "one"}},
+                                     {"collection_id": "mw.trig", "id": 3, "updated_idx": 2, "deleted": true},
+                                     {"collection_id": "mw.trig", "id": 5, "updated_idx": 2, "data": {"s": "five"}}]');
+SELECT id, v, s FROM mw.trig ORDER BY id;
+
+-- A table with inheritance children is refused: its unique key does not cover them.
+CREATE TABLE mw.parent (id int PRIMARY KEY, v bigint);
+SELECT sequin.create_mapping('mw.parent', 'mw.parent', '{"id": "id", "v": "updated_idx"}', order_column => 'v');
+CREATE TABLE mw.child () INHERITS (mw.parent);
+SELECT try($$SELECT * FROM sequin.sequin_upsert('{"collection_id": "mw.parent", "id": 1, "updated_idx": 1}')$$);
+SELECT try($$SELECT sequin.create_mapping('mw.parent2', 'mw.parent', '{"id": "id"}')$$);
+
 DROP SCHEMA mw CASCADE;
 DROP ROLE mw_writer;

@@ -145,13 +145,10 @@ void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted);
 
 // ---- chunk_writes.cpp
 enum WriteKind {
-    WriteInsert,      // ON CONFLICT DO UPDATE, guarded by the version
-    WriteUpdate,      // the same, for keys known to be stored
-    WriteUpsert,      // the same, for keys stored or not (counted by what the look-up found)
-    WriteDelete,      // DELETE guarded by the version, and tombstones
-    WriteInsertNew,   // ON CONFLICT DO NOTHING: keys believed new
-    WriteInsertPlain, // plain INSERT: fails as a whole if one key exists
-    WriteUpdateFirst  // guarded UPDATE; the records it misses go on to a look-up
+    WriteUpsert,     // ON CONFLICT DO UPDATE, guarded by the version (inserts counted in the table)
+    WriteDelete,     // DELETE guarded by the version, and tombstones
+    WriteInsertNew,  // ON CONFLICT DO NOTHING: keys believed new
+    WriteInsertPlain // plain INSERT: fails as a whole if one key exists
 };
 // Runs one write for records; returns the rows it wrote.
 uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count);
@@ -163,7 +160,7 @@ int64 insert_new_keys(Chunk *chunk, int *scratch);
 // statement: every writer then takes its keys' locks in one order (the rows it updates or
 // deletes, the keys it inserts), and writers cannot deadlock on each other.
 void write_in_key_runs(Chunk *chunk, int *scratch);
-// A chunk without deletes, after a shortcut: upserts of new keys, then of stored keys.
+// A chunk without deletes, after the insert-first shortcut: what is left to upsert.
 void write_chunk(Chunk *chunk, int *scratch);
 
 // ---- merged_write.cpp
@@ -172,6 +169,10 @@ void write_chunk(Chunk *chunk, int *scratch);
 // *error when the MERGE failed otherwise than by a concurrent change (a record's error, say),
 // which writing all runs at once would only meet again.
 bool write_merged(Chunk *chunk, const int *records, int count, ErrorData **error);
+// The update-first shortcut: records (all upserts) as updates of stored older rows, by one
+// MERGE in key order. True when it updated every one; else false, nothing written, and
+// *error set when the cause was a record's error rather than a key not stored older.
+bool update_all_merged(Chunk *chunk, int *records, int count, ErrorData **error);
 
 // ---- write_strategy.cpp
 // Looks up, converts the values of and writes the records of a chunk whose identities are

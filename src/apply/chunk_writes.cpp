@@ -1,6 +1,6 @@
 // The writes of a chunk, each one prepared statement fed with one array per column, rows
-// always in key order: new keys by INSERT, stored keys by an UPDATE guarded by the version,
-// deletes by DELETE ... USING (plus their tombstones).
+// always in key order: new keys by INSERT, upserts by INSERT ... ON CONFLICT DO UPDATE
+// guarded by the version, deletes by DELETE (plus their tombstones).
 #include "apply/chunk.hpp"
 #include "apply/statement_params.hpp"
 #include "apply/tombstones.hpp"
@@ -16,27 +16,12 @@ namespace sequin {
 
 namespace {
 
-// Writes the records still to upsert whose key is stored (stored) or not, as kind. They are
-// done then, except those a WriteUpdateFirst did not update.
-void write_upserts(Chunk *chunk, int *scratch, bool stored, WriteKind kind) {
-    int count = 0;
-    for (int record = 0; record < chunk->count; record++)
-        if (chunk->state[record] == Upsert && chunk->stored[record] == stored)
-            scratch[count++] = record;
-    write_in_key_order(chunk, kind, scratch, count);
-    if (kind != WriteUpdateFirst)
-        for (int i = 0; i < count; i++)
-            chunk->state[scratch[i]] = Done;
-}
-
 const PreparedStatement &row_write_statement(const CompiledMapping &mapping, WriteKind kind) {
     switch (kind) {
     case WriteInsertNew:
         return mapping.insert_new;
     case WriteInsertPlain:
         return mapping.insert_plain;
-    case WriteUpdateFirst:
-        return mapping.update_first;
     default:
         return mapping.upsert;
     }
@@ -69,8 +54,6 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
     for (int i = 0; i < chunk->column_count; i++)
         if (!mapping->columns[i].is_now)
             add_param(&params, column_array(chunk, i, records, count));
-    if (kind == WriteUpdateFirst)
-        add_param(&params, record_number_array(records, count));
     uint64 written = run_statement(chunk, row_write_statement(*mapping, kind), &params, false);
     if (kind == WriteUpsert && mapping->citus != CitusKind::None) { // RETURNING inserted or not
         chunk->returned_inserted = 0;
@@ -81,17 +64,7 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
         }
         SPI_freetuptable(SPI_tuptable);
     }
-    if (kind != WriteUpdateFirst) // it inserts nothing
-        settle_inserts(chunk, records, count);
-    if (kind == WriteUpdateFirst) { // RETURNING the records it updated: they are done
-        for (uint64 row = 0; row < SPI_processed; row++) {
-            bool isnull;
-            int record = DatumGetInt32(
-                SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
-            chunk->state[record] = Done;
-        }
-        SPI_freetuptable(SPI_tuptable);
-    }
+    settle_inserts(chunk, records, count);
     return written;
 }
 
@@ -180,23 +153,12 @@ void write_in_key_runs(Chunk *chunk, int *scratch) {
 }
 
 void write_chunk(Chunk *chunk, int *scratch) {
-    write_upserts(chunk, scratch, false, WriteInsert);
-    // Stored rows with an older version: one guarded UPDATE, cheaper than ON CONFLICT. What
-    // it did not update was changed by another session meanwhile: it is looked up again
-    // (without locks), so that a record now stale is skipped rather than locking its row in
-    // a second statement, which, holding the UPDATE's locks, could deadlock with that session.
-    write_upserts(chunk, scratch, true, WriteUpdateFirst);
-    if (select_records(chunk, scratch, is_upsert) > 0) {
-        for (int record = 0; record < chunk->count; record++)
-            if (chunk->state[record] == Upsert)
-                chunk->stored[record] = chunk->stored_older[record] = false;
-        run_lookups(chunk, [&] {
-            lookup_stored_versions(chunk, scratch, is_upsert);
-            skip_tombstoned(chunk, scratch);
-        });
-        write_upserts(chunk, scratch, false, WriteInsert);
-        write_upserts(chunk, scratch, true, WriteUpdate);
-    }
+    // One INSERT ... ON CONFLICT DO UPDATE in key order (which locks rows in that order, as a
+    // join of the batch with the table need not), counted in the table.
+    int count = select_records(chunk, scratch, is_upsert);
+    write_in_key_order(chunk, WriteUpsert, scratch, count);
+    for (int i = 0; i < count; i++)
+        chunk->state[scratch[i]] = Done;
 }
 
 // Keys believed new: a plain INSERT first, which skips ON CONFLICT's probe of the index

@@ -69,12 +69,12 @@ SPIPlanPtr merge_plan(PreparedStatement &statement, CompiledMapping *mapping) {
     return statement.plan;
 }
 
-// Runs the MERGE and what follows it; raises (to be rolled back) when the table disagreed.
-void merge_and_settle(Chunk *chunk, PreparedStatement &statement, const int *acting,
-                      const int32 *actions, int acts, const int *deletes, int delete_count,
-                      int *inserts, bool *removed) {
+// Runs the MERGE of acting (with their actions); raises (to be rolled back) when it wrote
+// other rows than expected.
+void run_merge(Chunk *chunk, PreparedStatement &statement, const int *acting, const int32 *actions,
+               int acts) {
     CompiledMapping *mapping = chunk->mapping;
-    if (acts > 0) {
+    {
         StatementParams params;
         params_init(&params, chunk);
         for (int i = 0; i < chunk->column_count; i++)
@@ -91,6 +91,14 @@ void merge_and_settle(Chunk *chunk, PreparedStatement &statement, const int *act
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                             errmsg("the table changed since the look-up")));
     }
+}
+
+// The MERGE and what follows it: tombstones, and the races settled.
+void merge_and_settle(Chunk *chunk, PreparedStatement &statement, const int *acting,
+                      const int32 *actions, int acts, const int *deletes, int delete_count,
+                      int *inserts, bool *removed) {
+    if (acts > 0)
+        run_merge(chunk, statement, acting, actions, acts);
     int insert_count = 0;
     for (int i = 0; i < acts; i++)
         if (actions[i] == MergeInsert)
@@ -105,7 +113,50 @@ void merge_and_settle(Chunk *chunk, PreparedStatement &statement, const int *act
     settle_inserts(chunk, inserts, insert_count, false);
 }
 
+// Of a failed MERGE's error: the error itself when it is a record's (or the caller's: a
+// privilege), NULL when it is a race (freed) or MERGE cannot write the target.
+ErrorData *record_error(CompiledMapping *mapping, ErrorData *failure) {
+    TransactionId yield_to;
+    int conflict_at;
+    bool conflict = take_write_conflict(failure->sqlerrcode, &yield_to, &conflict_at);
+    if (failure->sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED) // say, a foreign partition
+        mapping->merge_unusable = true;
+    else if (!conflict && !table_changed && !is_retryable_deadlock(failure->sqlerrcode) &&
+             failure->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) // a key inserted meanwhile
+        return failure;
+    FreeErrorData(failure);
+    return nullptr;
+}
+
 } // namespace
+
+bool update_all_merged(Chunk *chunk, int *records, int count, ErrorData **error) {
+    CompiledMapping *mapping = chunk->mapping;
+    *error = nullptr;
+    if (count == 0)
+        return true;
+    PreparedStatement &statement = mapping->merge_upserts;
+    if (!merge_plan(statement, mapping))
+        return false;
+    sort_by_key(chunk, records, count);
+    int32 *actions = static_cast<int32 *>(palloc(sizeof(int32) * count));
+    for (int i = 0; i < count; i++)
+        actions[i] = MergeUpdate;
+    TransactionId yield_to;
+    int conflict_at;
+    (void)take_write_conflict(0, &yield_to, &conflict_at); // none is pending yet
+    table_changed = false;
+    ErrorData *failure = try_in_subtransaction(
+        [&] { run_merge(chunk, statement, records, actions, count); }, Retries::Fallback);
+    if (failure) {
+        *error = record_error(mapping, failure);
+        return false;
+    }
+    chunk->call->counts->updated += count;
+    for (int i = 0; i < count; i++)
+        chunk->state[records[i]] = Done;
+    return true;
+}
 
 bool write_merged(Chunk *chunk, const int *records, int count, ErrorData **error) {
     CompiledMapping *mapping = chunk->mapping;
@@ -147,15 +198,7 @@ bool write_merged(Chunk *chunk, const int *records, int count, ErrorData **error
     if (failure) {
         elog(DEBUG1, "sequin_upsert: %d records of \"%s\" written run by run: %s", count,
              mapping->row.collection_id.c_str(), failure->message);
-        bool conflict = take_write_conflict(failure->sqlerrcode, &yield_to, &conflict_at);
-        if (failure->sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED) // say, a foreign partition
-            mapping->merge_unusable = true;
-        else if (!conflict && !table_changed && !is_retryable_deadlock(failure->sqlerrcode) &&
-                 failure->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) { // a key inserted meanwhile
-            *error = failure; // a record's, or the caller's (a privilege): not a race
-            return false;
-        }
-        FreeErrorData(failure);
+        *error = record_error(mapping, failure);
         return false;
     }
     ApplyCounts *counts = chunk->call->counts;

@@ -29,16 +29,17 @@ void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, 
     ApplyCounts *counts = chunk->call->counts;
     switch (kind) {
     case WriteUpsert: {
-        // One statement inserts and updates. The look-up says which keys were stored; a key
-        // another session inserted since then is checked in the table.
-        int64 believed_new = 0;
-        for (int i = 0; i < count; i++)
-            believed_new += !chunk->stored[records[i]];
-        int64 inserted = chunk->mapping->citus != CitusKind::None ? chunk->returned_inserted
-                         : believed_new > 0 ? count_inserted_here(chunk, records, count, nullptr)
-                                            : 0;
-        if (inserted < 0)
+        // One statement inserts and updates: what it inserted is counted in the table (a key
+        // stored at the look-up may have been deleted since), or from Citus's RETURNING.
+        int64 inserted = chunk->mapping->citus != CitusKind::None
+                             ? chunk->returned_inserted
+                             : count_inserted_here(chunk, records, count, nullptr);
+        if (inserted < 0) { // not a heap: by the look-up
+            int64 believed_new = 0;
+            for (int i = 0; i < count; i++)
+                believed_new += !chunk->stored[records[i]];
             inserted = Min(believed_new, static_cast<int64>(written));
+        }
         counts->inserted += inserted;
         counts->updated += written - inserted;
         break;
@@ -46,15 +47,6 @@ void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, 
     case WriteInsertPlain:
     case WriteInsertNew: // the caller accounts for the keys that were not new
         counts->inserted += written;
-        return;
-    case WriteInsert:
-        counts->inserted += written;
-        break;
-    case WriteUpdate:
-        counts->updated += written;
-        break;
-    case WriteUpdateFirst: // the rest is not skipped yet: it is looked up next
-        counts->updated += written;
         return;
     case WriteDelete:
         counts->deleted += written;

@@ -228,8 +228,7 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
     // Each leaf is opened once, its index scan rescanned for each record not found yet.
     bool *found = static_cast<bool *>(palloc0(sizeof(bool) * (count ? count : 1)));
     int remaining = 0;
-    for (int i = 0; i < count; i++)
-        remaining += !chunk->stored[records[i]];
+    remaining = count;
     int inserted = 0;
     bool known = true;
     if (remaining > 0)
@@ -246,7 +245,7 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
             // version (no HEAP_UPDATED), written by this transaction.
             IndexScanDesc scan = sequin_index_beginscan(heap, index, SnapshotSelf, key_count);
             for (int i = 0; i < count; i++) {
-                if (chunk->stored[records[i]] || found[i])
+                if (found[i])
                     continue;
                 index_rescan(scan, key_scan_keys(chunk, records[i]), key_count, nullptr, 0);
                 if (!index_getnext_slot(scan, ForwardScanDirection, slot))

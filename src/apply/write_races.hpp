@@ -27,9 +27,9 @@ void settle_deletes(Chunk *chunk, const int *records, int count, bool may_wait =
 // chunk of new keys says no; a replay says yes, before anything is written).
 bool first_upsert_is_stored(Chunk *chunk);
 
-// Of records (upserts just written by an INSERT), how many whose key was not stored at the
-// look-up did this transaction insert (a first row version of its own), rather than update
-// or leave to another session's row? Sets inserted_flags[i] for those (when not NULL).
+// Of records (upserts just written by an INSERT), how many did this transaction insert (a
+// first row version of its own), rather than update or leave to another session's row? Sets
+// inserted_flags[i] for those (when not NULL).
 // -1 when it cannot tell (not a heap).
 int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inserted_flags);
 

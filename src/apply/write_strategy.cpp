@@ -109,13 +109,27 @@ void apply_with_strategy(Chunk *chunk, int *scratch) {
     Strategy strategy = choose_strategy(chunk, scratch, memory->last);
     bool ordered = mapping->order_column >= 0;
     int upserts = select_records(chunk, scratch, is_upsert);
-    int64 updated_first = 0;
+    bool converted = false;
     if (strategy == Strategy::UpdateFirst) {
         convert_chunk(chunk, convert_values);
-        int64 updated_before = chunk->call->counts->updated;
-        write_in_key_order(chunk, WriteUpdateFirst, scratch,
-                           select_records(chunk, scratch, is_upsert));
-        updated_first = chunk->call->counts->updated - updated_before;
+        converted = true;
+        int count = select_records(chunk, scratch, is_upsert);
+        ErrorData *error;
+        if (update_all_merged(chunk, scratch, count, &error))
+            return;                // every key stored older: the memory stays
+        if (error && count == 1) { // the record's own error, which it would only meet again
+            fail_chunk_record(chunk, scratch[0], nullptr, error);
+            return;
+        }
+        if (error) { // a record's error: found run by run, as upserts
+            FreeErrorData(error);
+            write_records(chunk, WriteUpsert, scratch, count);
+            for (int i = 0; i < count; i++)
+                chunk->state[scratch[i]] = Done;
+            memory->last = LastChunk::Mixed;
+            return;
+        }
+        strategy = Strategy::LookUpFirst; // some key was not stored older: look up as usual
     }
     lock_shards(chunk);
     run_lookups(chunk, [&] {
@@ -124,13 +138,13 @@ void apply_with_strategy(Chunk *chunk, int *scratch) {
         if (strategy != Strategy::InsertFirst)
             skip_tombstoned(chunk, scratch);
     });
-    int stored = static_cast<int>(updated_first), older = stored;
+    int stored = 0, older = 0;
     for (int record = 0; record < chunk->count; record++)
         if (chunk->stored[record] && chunk->state[record] != Delete) {
             stored++;
             older += chunk->stored_older[record];
         }
-    if (strategy != Strategy::UpdateFirst)
+    if (!converted)
         convert_chunk(chunk, convert_values);
     if (strategy == Strategy::LookUpFirst) {
         write_in_key_runs(chunk, scratch);
@@ -144,7 +158,7 @@ void apply_with_strategy(Chunk *chunk, int *scratch) {
     }
     if (upserts > 0 && stored * 20 <= upserts && ordered)
         memory->last = LastChunk::NewKeys;
-    else if (upserts > 0 && older * 20 >= upserts * 19)
+    else if (upserts > 0 && older == upserts) // the update-first MERGE is all or nothing
         memory->last = LastChunk::StoredKeys;
     else
         memory->last = LastChunk::Mixed;

@@ -93,8 +93,6 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
     sequin::CompiledMapping *m = sequin::mapping_for(collection);
     const ExplainStep steps[] = {
         {"lookup: stored versions of the batch's keys", "caller", &m->lookup},
-        {"update keys stored with an older version (first, when recent chunks were updates)",
-         "caller", &m->update_first},
         {"insert or update: new and stored keys, in key order between a chunk's deletes", "caller",
          &m->upsert},
         {"insert new keys, tried first (fails as a whole if one exists)", "caller",
@@ -103,7 +101,8 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
         {"delete", "caller", &m->remove},
         {"looked-up chunk in one statement, in key order (else the runs above)", "caller",
          &m->merge_write},
-        {"the same, for a chunk without deletes", "caller", &m->merge_upserts},
+        {"the same without deletes, and the update-first shortcut (all or nothing)", "caller",
+         &m->merge_upserts},
         {"tombstones for deletes (looked up in C by (collection_id, key_hash), compared as typed "
          "values with the caller's rights)",
          "extension owner", &m->tomb_insert},

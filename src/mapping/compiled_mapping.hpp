@@ -104,7 +104,6 @@ struct CompiledMapping {
     // The applier's statements (see statement_builder.cpp for their shapes).
     PreparedStatement lookup;       // stored versions of a batch's keys (caller's rights)
     PreparedStatement upsert;       // INSERT ... ON CONFLICT DO UPDATE (caller's rights)
-    PreparedStatement update_first; // UPDATE ... FROM the batch, RETURNING what it updated
     PreparedStatement insert_new;   // INSERT ... ON CONFLICT DO NOTHING, keys believed new
     PreparedStatement insert_plain; // INSERT without ON CONFLICT: tried first for new keys
     PreparedStatement remove;       // DELETE ... USING unnest (caller's rights)
@@ -121,9 +120,9 @@ struct CompiledMapping {
 
     PreparedStatement shard_of; // Citus: the shards of distribution column values
 
-    std::array<PreparedStatement *, 10> statements() {
-        return {&lookup, &upsert,      &update_first, &insert_new,    &insert_plain,
-                &remove, &tomb_insert, &merge_write,  &merge_upserts, &shard_of};
+    std::array<PreparedStatement *, 9> statements() {
+        return {&lookup,      &upsert,      &insert_new,    &insert_plain, &remove,
+                &tomb_insert, &merge_write, &merge_upserts, &shard_of};
     }
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches

@@ -281,6 +281,12 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
     if (table.relkind != RELKIND_RELATION && table.relkind != RELKIND_PARTITIONED_TABLE)
         mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
                       "target " + table.display_name + " is not a table");
+    // The parent's unique index does not reach into its children: a key could be stored twice.
+    if (table.has_inheritance_children)
+        mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
+                      "target " + table.display_name +
+                          " has inheritance children, which its unique key does not cover; map "
+                          "each table, or use a partitioned table");
     // Another session cannot see it, and the mapping would dangle after this one ends.
     if (table.relpersistence == RELPERSISTENCE_TEMP)
         mapping_error(ERRCODE_WRONG_OBJECT_TYPE, "target " + table.display_name +

@@ -142,8 +142,7 @@ class StatementBuilder {
     //   upsert:       INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <stored version older>
     //   insert_new:   INSERT ... ON CONFLICT (key) DO NOTHING   (keys believed new)
     //   insert_plain: INSERT                                     (tried first for new keys)
-    //   update_first: UPDATE ... FROM the batch WHERE <key> AND <stored version older>
-    //                 RETURNING the record number (one more array, the last parameter)
+    //   merge_*:      MERGE, see build_merges
     void build_row_writes() {
         PreparedStatement &s = m_.upsert;
         std::string insert_cols, select_list, params, aliases, excluded_set, update_set;
@@ -198,18 +197,6 @@ class StatementBuilder {
                 " AND " + order_guard("t." + col,
                                       typed(order(), "u.a" + std::to_string(order().param_number)));
         }
-
-        PreparedStatement &u = m_.update_first;
-        u.arg_types = s.arg_types;
-        u.arg_descriptions = s.arg_descriptions;
-        add_param(u, INT4ARRAYOID, "record number integer[]");
-        std::string key_matches = key_match_by("t", [](size_t, const MappedColumn &c) {
-            return "u.a" + std::to_string(c.param_number);
-        });
-        u.sql = "UPDATE " + m_.target_name + " AS t SET " + update_set + " FROM " +
-                batch_rows(params + ", $" + std::to_string(u.arg_types.size()), aliases + ", i") +
-                " WHERE " + key_matches + guard + " RETURNING u.i";
-        u.join_in_batch_order = true;
 
         build_merges(params, aliases, insert_cols, select_list, update_set, guard);
 
@@ -291,17 +278,32 @@ class StatementBuilder {
     }
 
     // RETURNING which records removed a row: a tombstone of a key the caller did not see
-    // binds only the caller under row-level security (apply/tombstones.cpp).
+    // binds only the caller under row-level security (apply/tombstones.cpp). The rows are
+    // locked first, in the batch's order: a LATERAL subquery can only be the inner side of
+    // the join, whereas a join of the batch with the table may scan the table first and lock
+    // in its physical order. (On Citus the coordinator's shard locks order the writers.)
     void build_remove() {
         PreparedStatement &s = m_.remove;
         std::string aliases;
         std::string from = key_unnest(s, true, m_.order_column >= 0, aliases);
-        s.sql = "DELETE FROM " + m_.target_name + " AS t USING " + from + " WHERE " +
-                key_match("t", "u.k");
+        auto guard = [&](const std::string &row) {
+            return m_.order_column >= 0
+                       ? " AND " + order_guard(row + "." + quote_ident(order().name),
+                                               typed(order(), "u.v"))
+                       : std::string();
+        };
         s.join_in_batch_order = true;
-        if (m_.order_column >= 0)
-            s.sql += " AND " + order_guard("t." + quote_ident(order().name), typed(order(), "u.v"));
-        s.sql += shard_filter() + " RETURNING u.i";
+        if (m_.citus != CitusKind::None) {
+            s.sql = "DELETE FROM " + m_.target_name + " AS t USING " + from + " WHERE " +
+                    key_match("t", "u.k") + guard("t") + shard_filter() + " RETURNING u.i";
+            return;
+        }
+        s.sql = "DELETE FROM " + m_.target_name + " AS t USING (SELECT u.*, x.toid, x.tid FROM " +
+                from + " CROSS JOIN LATERAL (SELECT l.tableoid AS toid, l.ctid AS tid FROM " +
+                m_.target_name + " AS l WHERE " + key_match("l", "u.k") + guard("l") +
+                " FOR UPDATE OF l) AS x) AS u WHERE t.tableoid OPERATOR(pg_catalog.=) u.toid AND "
+                "t.ctid OPERATOR(pg_catalog.=) u.tid AND " +
+                key_match("t", "u.k") + " RETURNING u.i";
     }
 
     // Tombstones: plain values only (text, arrays, integers), so that running as the

@@ -8,6 +8,7 @@ extern "C" {
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -42,12 +43,15 @@ TargetTable describe_target(Oid relid) {
     RawIndex *raw_indexes = nullptr;
     char *qualified = nullptr, *display = nullptr;
     char relkind = 0, relpersistence = 0;
+    bool has_children = false;
     pg_guard([&] {
         Relation rel = try_relation_open(relid, AccessShareLock);
         if (!rel)
             ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                             errmsg("target table with OID %u does not exist", relid)));
         relkind = rel->rd_rel->relkind;
+        has_children = relkind == RELKIND_RELATION && rel->rd_rel->relhassubclass &&
+                       find_inheritance_children(relid, NoLock) != NIL;
         relpersistence = rel->rd_rel->relpersistence;
         const char *nspname = get_namespace_name(RelationGetNamespace(rel));
         qualified = quote_qualified_identifier(nspname, RelationGetRelationName(rel));
@@ -105,6 +109,7 @@ TargetTable describe_target(Oid relid) {
     table.display_name = display;
     table.relkind = relkind;
     table.relpersistence = relpersistence;
+    table.has_inheritance_children = has_children;
     for (int i = 0; i < ncolumns; i++) {
         const RawColumn &c = raw_columns[i];
         table.columns.push_back({NameStr(c.name), c.attnum, c.type_oid, c.typmod, c.collation,

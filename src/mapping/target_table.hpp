@@ -39,6 +39,7 @@ struct TargetTable {
     std::string display_name;
     char relkind;
     char relpersistence;
+    bool has_inheritance_children; // a plain table others INHERIT from
     std::vector<TargetColumn> columns;
     std::vector<TargetIndex> unique_indexes;
 };
