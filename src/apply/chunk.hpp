@@ -115,6 +115,11 @@ void lock_shards(Chunk *chunk);
 // Records [0, count) of one shard as far as records[0]'s: how many.
 int same_shard_run(const Chunk *chunk, const int *records, int count);
 
+// ---- citus_values.cpp
+// A Citus target's upsert of records as INSERT ... VALUES ... ON CONFLICT: returns the rows
+// written, and sets returned_inserted to those it inserted.
+uint64 execute_values_upsert(Chunk *chunk, const int *records, int count);
+
 // ---- duplicate_keys.cpp
 // Several records of one key: the newest stays (array order without an order column), the
 // others are skipped, as if applied one by one; the row keeps the keep_on_conflict values of

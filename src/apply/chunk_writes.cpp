@@ -51,18 +51,14 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
         settle_deletes(chunk, records, count);
         return deleted;
     }
-    for (int i = 0; i < chunk->column_count; i++)
-        if (!mapping->columns[i].is_now)
-            add_param(&params, column_array(chunk, i, records, count));
-    uint64 written = run_statement(chunk, row_write_statement(*mapping, kind), &params, false);
-    if (kind == WriteUpsert && mapping->citus != CitusKind::None) { // RETURNING inserted or not
-        chunk->returned_inserted = 0;
-        for (uint64 row = 0; row < SPI_processed; row++) {
-            bool isnull;
-            chunk->returned_inserted += DatumGetBool(
-                SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
-        }
-        SPI_freetuptable(SPI_tuptable);
+    uint64 written;
+    if (kind == WriteUpsert && mapping->citus != CitusKind::None) {
+        written = execute_values_upsert(chunk, records, count);
+    } else {
+        for (int i = 0; i < chunk->column_count; i++)
+            if (!mapping->columns[i].is_now)
+                add_param(&params, column_array(chunk, i, records, count));
+        written = run_statement(chunk, row_write_statement(*mapping, kind), &params, false);
     }
     settle_inserts(chunk, records, count);
     return written;

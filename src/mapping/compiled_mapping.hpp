@@ -36,7 +36,10 @@ struct MappedColumn {
     bool keep_on_conflict = false;
     bool param_as_text = false; // passed as text[] and cast in SQL (array columns)
     int param_number = 0;       // $n of the column's array in the upsert statement
-    int key_slot = -1;          // its first path step in identity_keys or value_keys
+    // Citus: the column's value in a VALUES row: "$n" followed by this (a cast, for a value
+    // that travels as text), or for "$now" this expression.
+    std::string values_sql;
+    int key_slot = -1; // its first path step in identity_keys or value_keys
 };
 
 // One prepared statement with its text and parameter types, kept across calls.
@@ -117,6 +120,9 @@ struct CompiledMapping {
     // parameters' values, and upserts count what they wrote from RETURNING.
     CitusKind citus = CitusKind::None;
     int distribution_key = -1; // Distributed: index into key_columns of its distribution column
+    // Citus: the upsert as INSERT ... VALUES (one row per record) ... ON CONFLICT, which Citus
+    // sends to the rows' shard as it is: its head up to VALUES, and what follows the rows.
+    std::string values_head, values_tail;
 
     PreparedStatement shard_of; // Citus: the shards of distribution column values
 

@@ -153,7 +153,9 @@ class StatementBuilder {
                 value = base == TIMESTAMPTZOID ? "pg_catalog.now()"
                                                : "pg_catalog.timezone('UTC', pg_catalog.now())";
                 value = "(" + value + ")::" + type_sql(c.type->type_oid);
+                c.values_sql = value;
             } else {
+                c.values_sql = c.param_as_text ? "::" + type_sql(c.type->type_oid) : "";
                 add_column_param(s, c);
                 c.param_number = static_cast<int>(s.arg_types.size());
                 std::string alias = "a" + std::to_string(c.param_number);
@@ -182,6 +184,7 @@ class StatementBuilder {
                             ") SELECT " + select_list + " FROM " + from;
         std::string insert = plain + " ON CONFLICT (" + conflict + ") DO ";
         s.sql = insert + "UPDATE SET " + excluded_set;
+        m_.values_head = "INSERT INTO " + m_.target_name + " AS t (" + insert_cols + ") VALUES ";
         std::string guard;
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
@@ -191,6 +194,7 @@ class StatementBuilder {
         // count, each saying whether it was inserted (no updater yet).
         if (m_.citus != CitusKind::None)
             s.sql += " RETURNING t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid";
+        m_.values_tail = s.sql.substr(plain.size());
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
             guard =

@@ -1,0 +1,102 @@
+// Citus: an upsert as INSERT ... VALUES, one row per record, each value a parameter. Citus
+// sends such a statement, split by shard, to the rows' shards as it is, over the connection
+// it keeps to each worker; an INSERT ... SELECT from the batch's arrays would be planned on
+// the coordinator, copied to the shard as an intermediate result, and inserted from there.
+#include "apply/chunk.hpp"
+#include "pg/fixed_settings.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+}
+
+namespace sequin {
+
+namespace {
+
+// PostgreSQL's limit on a statement's parameters.
+constexpr int kMaxParams = 65535;
+
+uint64 execute_rows(Chunk *chunk, const int *records, int count) {
+    CompiledMapping *mapping = chunk->mapping;
+    int per_row = 0;
+    for (const MappedColumn &c : mapping->columns)
+        per_row += !c.is_now;
+    int nargs = per_row * count;
+    Oid *types = static_cast<Oid *>(palloc(sizeof(Oid) * (nargs ? nargs : 1)));
+    Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * (nargs ? nargs : 1)));
+    char *nulls = static_cast<char *>(palloc(nargs + 1));
+    StringInfoData sql;
+    initStringInfo(&sql);
+    appendStringInfoString(&sql, mapping->values_head.c_str());
+    int arg = 0;
+    // Values passed as text (arrays, say): written under fixed settings, read back the same.
+    int settings = enter_fixed_settings();
+    for (int i = 0; i < count; i++) {
+        const Datum *row = row_values(chunk, records[i]);
+        const bool *row_null = row_nulls(chunk, records[i]);
+        appendStringInfoString(&sql, i ? ", (" : "(");
+        for (int c = 0; c < chunk->column_count; c++) {
+            const MappedColumn &column = mapping->columns[c];
+            if (c)
+                appendStringInfoString(&sql, ", ");
+            if (column.is_now) {
+                appendStringInfoString(&sql, column.values_sql.c_str());
+                continue;
+            }
+            appendStringInfo(&sql, "$%d%s", arg + 1, column.values_sql.c_str());
+            nulls[arg] = row_null[c] ? 'n' : ' ';
+            if (column.param_as_text) {
+                types[arg] = TEXTOID;
+                values[arg] = (Datum)0;
+                if (!row_null[c]) {
+                    Oid output;
+                    bool varlena;
+                    getTypeOutputInfo(column.type->type_oid, &output, &varlena);
+                    values[arg] = CStringGetTextDatum(OidOutputFunctionCall(output, row[c]));
+                }
+            } else {
+                types[arg] = column.type->type_oid;
+                values[arg] = row[c];
+            }
+            arg++;
+        }
+        appendStringInfoChar(&sql, ')');
+    }
+    leave_fixed_settings(settings);
+    nulls[arg] = '\0';
+    appendStringInfoString(&sql, mapping->values_tail.c_str());
+    int rc = SPI_execute_with_args(sql.data, nargs, types, values, nulls, false, 0);
+    if (rc < 0)
+        elog(ERROR, "sequin_upsert: statement failed (%s): %s", SPI_result_code_string(rc),
+             mapping->values_head.c_str());
+    return SPI_processed;
+}
+
+} // namespace
+
+uint64 execute_values_upsert(Chunk *chunk, const int *records, int count) {
+    CompiledMapping *mapping = chunk->mapping;
+    int per_row = 1;
+    for (const MappedColumn &c : mapping->columns)
+        per_row += !c.is_now;
+    int rows = Max(1, kMaxParams / per_row); // several statements past PostgreSQL's limit
+    uint64 written = 0;
+    int64 inserted = 0;
+    for (int start = 0; start < count; start += rows) {
+        written += execute_rows(chunk, records + start, Min(rows, count - start));
+        for (uint64 row = 0; row < SPI_processed; row++) {
+            bool isnull;
+            inserted += DatumGetBool(
+                SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+        }
+        SPI_freetuptable(SPI_tuptable);
+    }
+    chunk->returned_inserted = inserted;
+    return written;
+}
+
+} // namespace sequin
