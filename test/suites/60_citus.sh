@@ -9,43 +9,19 @@ set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
 
-libdir=$("$PG_CONFIG" --pkglibdir)
-sharedir=$("$PG_CONFIG" --sharedir)
-if [[ ! -f $libdir/citus.so || ! -f $sharedir/extension/citus.control ]]; then
-    echo "ok - # SKIP Citus is not installed in $libdir (bash ../shared/tools/citus/build.sh installs it)"
+# shellcheck source=test/lib/citus_cluster.sh
+source "$(dirname "$0")/../lib/citus_cluster.sh"
+
+missing=$(citus_missing)
+if [[ -n $missing ]]; then
+    echo "ok - # SKIP $missing"
     exit 0
 fi
-
-dir=$(mktemp -d /tmp/sequin_citus.XXXXXX)
-chmod 755 "$dir"
-[[ $(id -u) -eq 0 ]] && chown "$SEQUIN_PG_OS_USER:" "$dir"
-as_pg() { if [[ $(id -u) -eq 0 ]]; then (cd "$dir" && runuser -u "$SEQUIN_PG_OS_USER" -- "$@"); else "$@"; fi; }
-ports=()
-stop_nodes() {
-    for port in "${ports[@]}"; do
-        as_pg "$SEQUIN_PGBIN/pg_ctl" -D "$dir/n$port" -m immediate -w stop >/dev/null 2>&1
-    done
-    rm -rf "$dir"
-}
-trap stop_nodes EXIT
-for _ in 1 2 3; do
-    port=$(_sequin_free_port) || exit 1
-    while [[ " ${ports[*]} " == *" $port "* ]]; do port=$(_sequin_free_port) || exit 1; done
-    ports+=("$port")
-    as_pg "$SEQUIN_PGBIN/initdb" -D "$dir/n$port" -U postgres --auth=trust -E UTF8 --locale=C \
-        --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log"; exit 1; }
-    as_pg "$SEQUIN_PGBIN/pg_ctl" -D "$dir/n$port" -l "$dir/n$port.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c shared_preload_libraries=citus -c max_prepared_transactions=50" \
-        start >/dev/null || { tail -20 "$dir/n$port.log"; exit 1; }
-done
+start_citus_cluster || exit 1
+dir=$CITUS_DIR
+ports=("${CITUS_PORTS[@]}")
 coordinator=${ports[0]}
-on() { local port=$1; shift; "$SEQUIN_PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "$@"; }
-cq() { on "$coordinator" "$@"; }
-for port in "${ports[@]}"; do on "$port" -c "CREATE EXTENSION citus" || exit 1; done
-cq -c "SELECT citus_set_coordinator_host('127.0.0.1', $coordinator)" \
-    -c "SELECT citus_add_node('127.0.0.1', ${ports[1]})" \
-    -c "SELECT citus_add_node('127.0.0.1', ${ports[2]})" >/dev/null || exit 1
-echo "# Citus $(cq -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'"): coordinator on port $coordinator, workers on ${ports[1]} and ${ports[2]}"
+echo "# Citus $CITUS_VERSION: coordinator on port $coordinator, workers on ${ports[1]} and ${ports[2]}"
 tap_ok "CREATE EXTENSION sequin_upsert on the coordinator" cq -c "CREATE EXTENSION sequin_upsert"
 
 cq >/dev/null <<'SQL' || exit 1
