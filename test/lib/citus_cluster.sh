@@ -19,13 +19,8 @@ citus_missing() {
     fi
 }
 
-_citus_as_pg() {
-    if [[ $(id -u) -eq 0 ]]; then
-        (cd "$CITUS_DIR" && runuser -u "$SEQUIN_PG_OS_USER" -- "$@")
-    else
-        "$@"
-    fi
-}
+# Server programs as the cluster's OS user, from the cluster's directory.
+_citus_as_pg() { SEQUIN_CLUSTER_DIR=$CITUS_DIR _sequin_as_pg "$@"; }
 
 _citus_stop() {
     local port
