@@ -77,6 +77,49 @@ void put_step(ReturnSetInfo *rsinfo, const ExplainStep &step,
     });
 }
 
+void put_steps(ReturnSetInfo *rsinfo, const ExplainStep *steps, size_t count) {
+    for (size_t s = 0; s < count; s++) {
+        const ExplainStep &step = steps[s];
+        if (step.statement->sql.empty())
+            continue;
+        std::vector<std::string> parameters;
+        for (size_t i = 0; i < step.statement->arg_descriptions.size(); i++)
+            parameters.push_back("$" + std::to_string(i + 1) + " " +
+                                 step.statement->arg_descriptions[i]);
+        put_step(rsinfo, step, parameters);
+    }
+}
+
+// On Citus (README "Running on Citus"): every chunk is looked up, and upserts are
+// INSERT ... VALUES, one row per record, each value a parameter.
+void explain_citus(ReturnSetInfo *rsinfo, const sequin::CompiledMapping &m) {
+    sequin::PreparedStatement values;
+    std::string row;
+    int n = 0;
+    for (const sequin::MappedColumn &c : m.columns) {
+        row += row.empty() ? "(" : ", ";
+        if (c.is_now) {
+            row += c.values_sql;
+            continue;
+        }
+        row += "$" + std::to_string(++n) + c.values_sql;
+        values.arg_descriptions.push_back(c.name + " (of the first record; $" +
+                                          std::to_string(n + static_cast<int>(m.columns.size())) +
+                                          ".. the next)");
+    }
+    values.sql = m.values_head + row + "), ... (a row per record)" + m.values_tail;
+    const ExplainStep steps[] = {
+        {"shard of each key (Citus)", "caller", &m.shard_of},
+        {"lookup: stored versions of the keys of one shard", "caller", &m.lookup},
+        {"insert or update: the upserts of one shard, in key order between its deletes", "caller",
+         &values},
+        {"delete: the deletes of one shard", "caller", &m.remove},
+        {"tombstones for deletes (in the coordinator's sequin.tombstones)", "extension owner",
+         &m.tomb_insert},
+    };
+    put_steps(rsinfo, steps, sizeof steps / sizeof steps[0]);
+}
+
 } // namespace
 
 // sequin.explain_mapping(collection_id): the statements run for a collection.
@@ -91,6 +134,11 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
         return reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
     });
     sequin::CompiledMapping *m = sequin::mapping_for(collection);
+    if (m->citus != sequin::CitusKind::None) {
+        explain_citus(rsinfo, *m);
+        sequin::pg_guard([] { SPI_finish(); });
+        return (Datum)0;
+    }
     const ExplainStep steps[] = {
         {"lookup: stored versions of the batch's keys", "caller", &m->lookup},
         {"insert or update: new and stored keys, in key order between a chunk's deletes", "caller",
@@ -107,15 +155,7 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
          "values with the caller's rights)",
          "extension owner", &m->tomb_insert},
     };
-    for (const ExplainStep &step : steps) {
-        if (step.statement->sql.empty())
-            continue;
-        std::vector<std::string> parameters;
-        for (size_t i = 0; i < step.statement->arg_descriptions.size(); i++)
-            parameters.push_back("$" + std::to_string(i + 1) + " " +
-                                 step.statement->arg_descriptions[i]);
-        put_step(rsinfo, step, parameters);
-    }
+    put_steps(rsinfo, steps, sizeof steps / sizeof steps[0]);
     sequin::pg_guard([] { SPI_finish(); });
     return (Datum)0;
 }

@@ -109,6 +109,9 @@ for t in dist ref; do
         "$(stats "local_$t")" "$(cq -c "SELECT concat_ws(' ', inserted - 1, updated, deleted, skipped - 100) FROM sequin.stats WHERE collection_id = '$t'")"
 done
 
+tap_check explain.1 "explain_mapping on Citus: the shard look-up, per-shard statements, upserts as INSERT ... VALUES, no MERGE" \
+    "5 1 0" "$(cq -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE sql LIKE 'INSERT INTO public.dist AS t (id, n, v) VALUES (\$1, \$2, \$3), ...%') || ' ' || count(*) FILTER (WHERE sql LIKE 'MERGE%') FROM sequin.explain_mapping('dist')")"
+
 # Routing: each statement reaches the shards of its own keys only. Citus logs every command
 # it sends (citus.log_remote_commands); the shards they name must be those of the call's keys.
 shards_named() { # records-json
