@@ -162,8 +162,9 @@ SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(jsonb_build_object('id', CA
                                       FROM generate_series(1, 10) AS i));
 SELECT count(*) FILTER (WHERE id LIKE 'even%') AS even_rows, count(*) FILTER (WHERE id LIKE 'odd%') AS odd_rows FROM ord.nv;
 
--- Duplicates in one call leave the row that sending them one by one leaves, keep_on_conflict
--- columns included: the record that inserts the row gives them, later ones keep them.
+-- Duplicates in one call leave the row that sending them one by one in version order leaves
+-- (the SPEC), keep_on_conflict columns included: the record that inserts the row gives them,
+-- later ones keep them. b's record of version 1 comes second but inserts: first_seen B.
 CREATE TABLE ord.keep (id text PRIMARY KEY, first_seen text, note text, v bigint);
 SELECT sequin.create_mapping('ord:keep', 'ord.keep',
     '{"id": "id", "first_seen": "data.s", "note": "data.s", "v": "updated_idx"}',
@@ -178,15 +179,15 @@ SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.krec('c', 1, 'A'), ord.
 SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.krec('d', 3, 'A'), ord.krec('d', 2, 'gone', true), ord.krec('d', 4, 'B')));
 SELECT * FROM sequin.sequin_upsert(jsonb_build_array(ord.krec('a', 5, 'later'), ord.krec('a', 6, 'latest')));
 SELECT id, first_seen, note, v FROM ord.keep ORDER BY id;
--- The same records one by one give the same rows.
+-- The same records one by one, in version order, give the same rows.
 CREATE TABLE ord.keep_one (LIKE ord.keep INCLUDING ALL);
 SELECT sequin.create_mapping('ord:keep_one', 'ord.keep_one',
     '{"id": "id", "first_seen": "data.s", "note": "data.s", "v": "updated_idx"}',
     keep_on_conflict => '{first_seen}', order_column => 'v');
-SELECT count(*) FROM (VALUES ('a', 1, 'first', false), ('a', 2, 'second', false), ('b', 2, 'A', false), ('b', 1, 'B', false),
+SELECT count(*) FROM (SELECT * FROM (VALUES ('a', 1, 'first', false), ('a', 2, 'second', false), ('b', 2, 'A', false), ('b', 1, 'B', false),
                              ('b', 3, 'C', false), ('c', 1, 'A', false), ('c', 2, 'gone', true), ('c', 3, 'B', false),
                              ('d', 3, 'A', false), ('d', 2, 'gone', true), ('d', 4, 'B', false), ('a', 5, 'later', false),
-                             ('a', 6, 'latest', false)) AS r(id, v, s, d),
+                             ('a', 6, 'latest', false)) AS r(id, v, s, d) ORDER BY v, id) AS r,
      LATERAL sequin.sequin_upsert(ord.krec(r.id, r.v, r.s, r.d) || '{"collection_id": "ord:keep_one"}');
 SELECT (SELECT array_agg(row(id, first_seen, note, v)::text ORDER BY id) FROM ord.keep)
      = (SELECT array_agg(row(id, first_seen, note, v)::text ORDER BY id) FROM ord.keep_one) AS same_rows;

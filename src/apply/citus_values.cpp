@@ -33,7 +33,9 @@ uint64 execute_rows(Chunk *chunk, const int *records, int count) {
     initStringInfo(&sql);
     appendStringInfoString(&sql, mapping->values_head.c_str());
     int arg = 0;
-    // Values passed as text (arrays, say): written under fixed settings, read back the same.
+    // Values passed as text (arrays, say) are written under fixed settings, and Citus writes
+    // every value into the text it sends to the workers with the session's settings: the
+    // statement runs under them too (its errors restore the session's).
     int settings = enter_fixed_settings();
     for (int i = 0; i < count; i++) {
         const Datum *row = row_values(chunk, records[i]);
@@ -66,10 +68,10 @@ uint64 execute_rows(Chunk *chunk, const int *records, int count) {
         }
         appendStringInfoChar(&sql, ')');
     }
-    leave_fixed_settings(settings);
     nulls[arg] = '\0';
     appendStringInfoString(&sql, mapping->values_tail.c_str());
     int rc = SPI_execute_with_args(sql.data, nargs, types, values, nulls, false, 0);
+    leave_fixed_settings(settings);
     if (rc < 0)
         elog(ERROR, "sequin_upsert: statement failed (%s): %s", SPI_result_code_string(rc),
              mapping->values_head.c_str());

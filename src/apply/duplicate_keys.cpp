@@ -70,7 +70,40 @@ bool keys_equal(Chunk *chunk, const Datum *a, const Datum *b) {
     return true;
 }
 
+namespace {
+
+// The order in which a key's records apply "as if sent one by one": by version, NULL first
+// (any record replaces a NULL), then in array order.
+int compare_versions(const void *a, const void *b, void *arg) {
+    Chunk *chunk = static_cast<Chunk *>(arg);
+    int x = *static_cast<const int *>(a), y = *static_cast<const int *>(b);
+    CompiledMapping *mapping = chunk->mapping;
+    int order = mapping->order_column;
+    bool x_null = row_nulls(chunk, x)[order], y_null = row_nulls(chunk, y)[order];
+    if (x_null != y_null)
+        return x_null ? -1 : 1;
+    if (!x_null) {
+        int result = DatumGetInt32(
+            FunctionCall2Coll(&mapping->order_compare, mapping->order_collation,
+                              row_values(chunk, x)[order], row_values(chunk, y)[order]));
+        if (result != 0)
+            return result;
+    }
+    return (x > y) - (x < y);
+}
+
+} // namespace
+
 void keep_newest_per_key(Chunk *chunk) {
+    // With an order column, records apply in version order (the SPEC): which one inserts a
+    // new key, and so whose keep_on_conflict values stay, follows that order.
+    int *sequence = static_cast<int *>(palloc(sizeof(int) * (chunk->count ? chunk->count : 1)));
+    int pending = 0;
+    for (int record = 0; record < chunk->count; record++)
+        if (chunk->state[record] != Done)
+            sequence[pending++] = record;
+    if (chunk->mapping->order_column >= 0)
+        qsort_arg(sequence, pending, sizeof(int), compare_versions, chunk);
     int size = 16;
     while (size < 2 * chunk->count)
         size <<= 1;
@@ -79,9 +112,8 @@ void keep_newest_per_key(Chunk *chunk) {
     // (its keep_on_conflict values stay when later records update the row)?
     bool *present = static_cast<bool *>(palloc0(sizeof(bool) * size));
     int *inserter = static_cast<int *>(palloc(sizeof(int) * size));
-    for (int record = 0; record < chunk->count; record++) {
-        if (chunk->state[record] == Done)
-            continue;
+    for (int i = 0; i < pending; i++) {
+        int record = sequence[i];
         bool upsert = chunk->state[record] == Upsert;
         int slot = chunk->keys[record].hash & (size - 1);
         while (true) {
@@ -94,6 +126,7 @@ void keep_newest_per_key(Chunk *chunk) {
             }
             if (same_key(chunk, kept, record)) {
                 // As if applied one by one: the later record wins unless it is not newer.
+                // (In version order a later record is never older; ties stay in array order.)
                 bool later_wins =
                     chunk->mapping->order_column < 0 || newer_version(chunk, record, kept);
                 int loser = later_wins ? kept : record;
@@ -119,6 +152,7 @@ void keep_newest_per_key(Chunk *chunk) {
     pfree(inserter);
     pfree(present);
     pfree(slots);
+    pfree(sequence);
 }
 
 void sort_by_key(Chunk *chunk, int *records, int count) {

@@ -89,7 +89,14 @@ uint64 run_statement(Chunk *chunk, const PreparedStatement &statement, Statement
     // Bookkeeping statements touch the extension's own tables, not the caller's.
     if (as_owner)
         how.as_user = chunk->call->bookkeeping_owner;
-    return run_kept_plan(statement.plan, statement.sql.c_str(), params->values, params->nulls, how);
+    // Citus writes the parameters' values into the text it sends to the workers with the
+    // session's settings, and the workers read it with theirs: fixed, unambiguous forms.
+    int settings = chunk->mapping->citus != CitusKind::None ? enter_fixed_settings() : -1;
+    uint64 rows =
+        run_kept_plan(statement.plan, statement.sql.c_str(), params->values, params->nulls, how);
+    if (settings >= 0)
+        leave_fixed_settings(settings);
+    return rows;
 }
 
 } // namespace sequin

@@ -48,7 +48,10 @@ TargetTable describe_target(Oid relid) {
         Relation rel = try_relation_open(relid, AccessShareLock);
         if (!rel)
             ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                            errmsg("target table with OID %u does not exist", relid)));
+                            errmsg("target table with OID %u does not exist", relid),
+                            errhint("The table was dropped, or replaced by a new one (as Citus's "
+                                    "undistribute_table and alter_distributed_table do): point the "
+                                    "mapping at the table again with sequin.create_mapping.")));
         relkind = rel->rd_rel->relkind;
         has_children = relkind == RELKIND_RELATION && rel->rd_rel->relhassubclass &&
                        find_inheritance_children(relid, NoLock) != NIL;
