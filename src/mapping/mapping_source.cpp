@@ -25,6 +25,13 @@ Source parse_source(const std::string &column, const nlohmann::json &source) {
             out.is_now = true;
             return out;
         }
+        // The SPEC's other special sources ("$rest", "$parent.<path>", "$index", "$element")
+        // are not built yet: read as a path, they would silently store NULL.
+        if (!text.empty() && text[0] == '$')
+            fail("\"" + text +
+                 "\" is not supported: of the special sources this version knows only \"$now\" "
+                 "(to read a key that starts with \"$\", give the path as an array of keys: [\"" +
+                 text.substr(0, text.find('.')) + "\", ...])");
         size_t start = 0;
         while (true) {
             size_t dot = text.find('.', start);

@@ -21,8 +21,13 @@ template <size_t N> int enter_settings(const char *const (&settings)[N][2]) {
 
 int enter_fixed_settings() {
     static const char *const settings[][2] = {
-        {"DateStyle", "ISO, MDY"},   {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
-        {"extra_float_digits", "3"}, {"lc_monetary", "C"},          {"bytea_output", "hex"},
+        {"DateStyle", "ISO, MDY"},
+        {"IntervalStyle", "postgres"},
+        {"TimeZone", "UTC"},
+        {"extra_float_digits", "3"},
+        {"lc_monetary", "C"},
+        {"bytea_output", "hex"},
+        {"standard_conforming_strings", "on"}, // Citus writes string literals for the workers
     };
     return enter_settings(settings);
 }

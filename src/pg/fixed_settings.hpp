@@ -1,6 +1,7 @@
-// Settings pinned while values are written as text to be read back later (tombstones): the
-// text then means the same whatever the session's DateStyle, TimeZone, IntervalStyle,
-// extra_float_digits or lc_monetary. C-shaped server code.
+// Settings pinned while values are written as text to be read back later (tombstones, and
+// the literals Citus sends to its workers): the text then means the same whatever the
+// session's DateStyle, TimeZone, IntervalStyle, extra_float_digits, lc_monetary or
+// standard_conforming_strings. C-shaped server code.
 #pragma once
 
 extern "C" {

@@ -116,24 +116,25 @@ tap_check explain.1 "explain_mapping on Citus: the shard look-up, per-shard stat
 # sends to the workers with the session's settings; the stored values, the version order and
 # the shard of a date key must be those of a local table.
 cq >/dev/null <<'SQL' || exit 1
-CREATE TABLE set_local (day date, id int, ts timestamp, iv interval, f float8, fa float8[], tz timestamptz, u timestamp, PRIMARY KEY (day, id));
+CREATE TABLE set_local (day date, id text, ts timestamp, iv interval, f float8, fa float8[], tz timestamptz, u timestamp, ta text[], PRIMARY KEY (day, id));
 CREATE TABLE set_dist (LIKE set_local INCLUDING ALL);
 SELECT create_distributed_table('set_dist', 'day');
 CREATE TABLE set_ref (LIKE set_local INCLUDING ALL);
 SELECT create_reference_table('set_ref');
-SELECT sequin.create_mapping(c, c, '{"day": "data.day", "id": "id", "ts": "data.ts", "iv": "data.iv", "f": "data.f", "fa": "data.fa", "tz": "data.tz", "u": "data.u"}', order_column => 'u')
+SELECT sequin.create_mapping(c, c, '{"day": "data.day", "id": "id", "ts": "data.ts", "iv": "data.iv", "f": "data.f", "fa": "data.fa", "tz": "data.tz", "u": "data.u", "ta": "data.ta"}', order_column => 'u')
 FROM unnest('{set_local,set_dist,set_ref}'::text[]) c;
 SQL
 settings_call() { # json-object-without-collection
     cq -c "SET DateStyle = 'SQL, DMY'" -c "SET IntervalStyle = 'sql_standard'" -c "SET extra_float_digits = -10" -c "SET TimeZone = 'Pacific/Kiritimati'" \
+        -c "SET standard_conforming_strings = off" -c "SET escape_string_warning = off" \
         -c "SELECT string_agg(concat_ws(' ', inserted, updated, deleted, skipped), ' / ') FROM unnest('{set_local,set_dist,set_ref}'::text[]) c, LATERAL sequin.sequin_upsert(jsonb_set('$1'::jsonb, '{collection_id}', to_jsonb(c)))"
 }
-stored() { cq -c "SET extra_float_digits = 3" -c "SELECT string_agg(concat_ws(' ', day, id, ts, iv, f, fa, tz, u), ' | ' ORDER BY day, id) FROM $1"; }
-tap_check settings.1 "DateStyle SQL, DMY, IntervalStyle sql_standard, extra_float_digits -10: counts as on a local table" \
+stored() { cq -c "SET extra_float_digits = 3" -c "SELECT string_agg(concat_ws(' ', day, id, ts, iv, f, fa, tz, u, ta), ' | ' ORDER BY day, id) FROM $1"; }
+tap_check settings.1 "DateStyle SQL, DMY, IntervalStyle sql_standard, extra_float_digits -10, standard_conforming_strings off, a key with a backslash: counts as on a local table" \
     "1 0 0 0 / 1 0 0 0 / 1 0 0 0" \
-    "$(settings_call '{"id": 1, "data": {"day": "2024-05-01", "ts": "2024-05-01 13:14:15.123456", "iv": "-1 days +01:00:00", "f": 0.1234567890123, "fa": [1.2345678901234567, 2.5], "tz": "2024-05-01T10:00:00Z", "u": "2024-01-02 03:04:05"}}')"
+    "$(settings_call '{"id": "k\\\\", "data": {"day": "2024-05-01", "ts": "2024-05-01 13:14:15.123456", "iv": "-1 days +01:00:00", "f": 0.1234567890123, "fa": [1.2345678901234567, 2.5], "tz": "2024-05-01T10:00:00Z", "u": "2024-01-02 03:04:05", "ta": ["x\\\\y", "q\\\"r"]}}')"
 tap_check settings.2 "... a newer version updates, an older one is skipped" "0 1 0 0 / 0 1 0 0 / 0 1 0 0,0 0 0 1 / 0 0 0 1 / 0 0 0 1" \
-    "$(settings_call '{"id": 1, "data": {"day": "2024-05-01", "iv": "-1 days -02:03:04", "f": 0.30000000000000004, "u": "2024-02-01 00:00:00"}}'),$(settings_call '{"id": 1, "data": {"day": "2024-05-01", "f": 9, "u": "2024-01-03 00:00:00"}}')"
+    "$(settings_call '{"id": "k\\\\", "data": {"day": "2024-05-01", "iv": "-1 days -02:03:04", "f": 0.30000000000000004, "u": "2024-02-01 00:00:00"}}'),$(settings_call '{"id": "k\\\\", "data": {"day": "2024-05-01", "f": 9, "u": "2024-01-03 00:00:00"}}')"
 tap_check settings.3 "... and the distributed table stores what the local one does" "$(stored set_local)" "$(stored set_dist)"
 tap_check settings.4 "... and so does the reference table" "$(stored set_local)" "$(stored set_ref)"
 tap_check settings.5 "... in the shard of its key" "1" "$(cq -c "SELECT count(*) FROM set_dist WHERE day = '2024-05-01'")"
