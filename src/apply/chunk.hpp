@@ -147,6 +147,8 @@ bool is_new_upsert(const Chunk *chunk, int record);
 int select_records(const Chunk *chunk, int *records, RecordFilter wanted);
 // Marks which wanted records' keys are stored, and skips those that are stale.
 void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted);
+// The same for records (a distributed target: one look-up per shard; records get sorted).
+void lookup_records(Chunk *chunk, int *records, int count);
 
 // ---- chunk_writes.cpp
 enum WriteKind {

@@ -33,8 +33,6 @@ int select_records(const Chunk *chunk, int *records, RecordFilter wanted) {
 
 namespace {
 
-void lookup_records(Chunk *chunk, int *records, int count);
-
 // A distributed target: one look-up per shard, which Citus sends to that shard only.
 void lookup_by_shard(Chunk *chunk, int *records, int count) {
     sort_by_key(chunk, records, count);
@@ -44,6 +42,8 @@ void lookup_by_shard(Chunk *chunk, int *records, int count) {
         start += run;
     }
 }
+
+} // namespace
 
 // Marks which of records' keys are stored, and skips the records that are stale.
 void lookup_records(Chunk *chunk, int *records, int count) {
@@ -75,8 +75,6 @@ void lookup_records(Chunk *chunk, int *records, int count) {
         }
     }
 }
-
-} // namespace
 
 void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted) {
     lookup_records(chunk, scratch, select_records(chunk, scratch, wanted));

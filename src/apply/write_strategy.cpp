@@ -101,11 +101,52 @@ Strategy choose_strategy(Chunk *chunk, int *scratch, LastChunk last) {
     return strategy;
 }
 
+// Citus, after a chunk that wrote (new keys or updates): the upserts without a look-up, each
+// shard's one INSERT ... VALUES ... ON CONFLICT, counted from what it returns; a look-up per
+// shard is a round trip to a worker. Not with deletes or tombstones, nor in a read-only
+// transaction; and one key is looked up first, so that a replay writes nothing. False: look
+// the chunk up as usual.
+bool citus_upsert_first(Chunk *chunk, int *scratch, LastChunkEntry *memory) {
+    if (memory->last == LastChunk::Mixed || XactReadOnly ||
+        select_records(chunk, scratch, is_delete) > 0)
+        return false;
+    bool has_tombstones = false;
+    run_lookups(chunk, [&] { has_tombstones = collection_has_tombstones(chunk); });
+    int count = select_records(chunk, scratch, is_upsert);
+    if (has_tombstones || count == 0)
+        return false;
+    lock_shards(chunk);
+    run_lookups(chunk, [&] { lookup_records(chunk, scratch, 1); });
+    if (chunk->state[scratch[0]] != Upsert) { // stale (or failed): a replay, perhaps
+        memory->last = LastChunk::Mixed;
+        return false;
+    }
+    convert_chunk(chunk, convert_values);
+    count = select_records(chunk, scratch, is_upsert);
+    sort_by_key(chunk, scratch, count);
+    ApplyCounts before = *chunk->call->counts;
+    for (int start = 0; start < count;) {
+        int run = same_shard_run(chunk, scratch + start, count - start);
+        write_records(chunk, WriteUpsert, scratch + start, run);
+        start += run;
+    }
+    for (int i = 0; i < count; i++)
+        chunk->state[scratch[i]] = Done;
+    const ApplyCounts &after = *chunk->call->counts;
+    memory->last = after.skipped != before.skipped || after.failed != before.failed
+                       ? LastChunk::Mixed
+                   : after.inserted - before.inserted == count ? LastChunk::NewKeys
+                                                               : LastChunk::StoredKeys;
+    return true;
+}
+
 } // namespace
 
 void apply_with_strategy(Chunk *chunk, int *scratch) {
     CompiledMapping *mapping = chunk->mapping;
     LastChunkEntry *memory = last_chunk_entry(*mapping);
+    if (mapping->citus != CitusKind::None && citus_upsert_first(chunk, scratch, memory))
+        return;
     Strategy strategy = choose_strategy(chunk, scratch, memory->last);
     bool ordered = mapping->order_column >= 0;
     int upserts = select_records(chunk, scratch, is_upsert);
