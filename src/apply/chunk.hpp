@@ -159,7 +159,8 @@ enum WriteKind {
 };
 // Runs one write for records; returns the rows it wrote.
 uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count);
-// Sorts records by key and writes them (write_isolation's write_records).
+// Sorts records by key and writes them (write_isolation's write_records), one statement per
+// shard of a distributed target.
 void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count);
 // Inserts the upserts believed new; returns how many it inserted (see chunk_writes.cpp).
 int64 insert_new_keys(Chunk *chunk, int *scratch);
@@ -167,7 +168,8 @@ int64 insert_new_keys(Chunk *chunk, int *scratch);
 // statement: every writer then takes its keys' locks in one order (the rows it updates or
 // deletes, the keys it inserts), and writers cannot deadlock on each other.
 void write_in_key_runs(Chunk *chunk, int *scratch);
-// A chunk without deletes, after the insert-first shortcut: what is left to upsert.
+// A chunk without deletes, after a shortcut (insert-first; Citus's upsert-first): what is
+// left to upsert.
 void write_chunk(Chunk *chunk, int *scratch);
 
 // ---- merged_write.cpp

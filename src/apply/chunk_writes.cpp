@@ -66,7 +66,11 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
 
 void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count) {
     sort_by_key(chunk, records, count);
-    write_records(chunk, kind, records, count);
+    for (int start = 0; start < count;) { // a statement per shard (Citus; else one)
+        int run = same_shard_run(chunk, records + start, count - start);
+        write_records(chunk, kind, records + start, run);
+        start += run;
+    }
 }
 
 namespace {

@@ -81,10 +81,12 @@ void lock_shards(Chunk *chunk) {
 }
 
 int same_shard_run(const Chunk *chunk, const int *records, int count) {
+    if (count == 0)
+        return 0;
     int end = 1;
     while (end < count && chunk->keys[records[end]].shard == chunk->keys[records[0]].shard)
         end++;
-    return count == 0 ? 0 : end;
+    return end;
 }
 
 } // namespace sequin

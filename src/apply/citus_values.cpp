@@ -20,11 +20,10 @@ namespace {
 // PostgreSQL's limit on a statement's parameters.
 constexpr int kMaxParams = 65535;
 
-uint64 execute_rows(Chunk *chunk, const int *records, int count) {
+// per_row: the parameters of a row (its columns but "$now"); outputs: per column, the
+// output function of a value that travels as text.
+uint64 execute_rows(Chunk *chunk, const int *records, int count, int per_row, const Oid *outputs) {
     CompiledMapping *mapping = chunk->mapping;
-    int per_row = 0;
-    for (const MappedColumn &c : mapping->columns)
-        per_row += !c.is_now;
     int nargs = per_row * count;
     Oid *types = static_cast<Oid *>(palloc(sizeof(Oid) * (nargs ? nargs : 1)));
     Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * (nargs ? nargs : 1)));
@@ -54,12 +53,8 @@ uint64 execute_rows(Chunk *chunk, const int *records, int count) {
             if (column.param_as_text) {
                 types[arg] = TEXTOID;
                 values[arg] = (Datum)0;
-                if (!row_null[c]) {
-                    Oid output;
-                    bool varlena;
-                    getTypeOutputInfo(column.type->type_oid, &output, &varlena);
-                    values[arg] = CStringGetTextDatum(OidOutputFunctionCall(output, row[c]));
-                }
+                if (!row_null[c])
+                    values[arg] = CStringGetTextDatum(OidOutputFunctionCall(outputs[c], row[c]));
             } else {
                 types[arg] = column.type->type_oid;
                 values[arg] = row[c];
@@ -82,14 +77,20 @@ uint64 execute_rows(Chunk *chunk, const int *records, int count) {
 
 uint64 execute_values_upsert(Chunk *chunk, const int *records, int count) {
     CompiledMapping *mapping = chunk->mapping;
-    int per_row = 1;
-    for (const MappedColumn &c : mapping->columns)
-        per_row += !c.is_now;
-    int rows = Max(1, kMaxParams / per_row); // several statements past PostgreSQL's limit
+    int per_row = 0;
+    Oid *outputs = static_cast<Oid *>(palloc0(sizeof(Oid) * (chunk->column_count + 1)));
+    for (int c = 0; c < chunk->column_count; c++) {
+        const MappedColumn &column = mapping->columns[c];
+        per_row += !column.is_now;
+        bool varlena;
+        if (column.param_as_text)
+            getTypeOutputInfo(column.type->type_oid, &outputs[c], &varlena);
+    }
+    int rows = Max(1, kMaxParams / (per_row + 1)); // several statements past the limit
     uint64 written = 0;
     int64 inserted = 0;
     for (int start = 0; start < count; start += rows) {
-        written += execute_rows(chunk, records + start, Min(rows, count - start));
+        written += execute_rows(chunk, records + start, Min(rows, count - start), per_row, outputs);
         for (uint64 row = 0; row < SPI_processed; row++) {
             bool isnull;
             inserted += DatumGetBool(

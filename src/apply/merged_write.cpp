@@ -74,23 +74,21 @@ SPIPlanPtr merge_plan(PreparedStatement &statement, CompiledMapping *mapping) {
 void run_merge(Chunk *chunk, PreparedStatement &statement, const int *acting, const int32 *actions,
                int acts) {
     CompiledMapping *mapping = chunk->mapping;
-    {
-        StatementParams params;
-        params_init(&params, chunk);
-        for (int i = 0; i < chunk->column_count; i++)
-            if (!mapping->columns[i].is_now)
-                add_param(&params, column_array(chunk, i, acting, acts));
-        Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * acts));
-        for (int i = 0; i < acts; i++)
-            elements[i] = Int32GetDatum(actions[i]);
-        add_param(&params,
-                  PointerGetDatum(construct_array(elements, acts, INT4OID, 4, true, TYPALIGN_INT)));
-        uint64 written = run_statement(chunk, statement, &params, false);
-        table_changed = written != static_cast<uint64>(acts);
-        if (table_changed)
-            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                            errmsg("the table changed since the look-up")));
-    }
+    StatementParams params;
+    params_init(&params, chunk);
+    for (int i = 0; i < chunk->column_count; i++)
+        if (!mapping->columns[i].is_now)
+            add_param(&params, column_array(chunk, i, acting, acts));
+    Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * acts));
+    for (int i = 0; i < acts; i++)
+        elements[i] = Int32GetDatum(actions[i]);
+    add_param(&params,
+              PointerGetDatum(construct_array(elements, acts, INT4OID, 4, true, TYPALIGN_INT)));
+    uint64 written = run_statement(chunk, statement, &params, false);
+    table_changed = written != static_cast<uint64>(acts);
+    if (table_changed)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("the table changed since the look-up")));
 }
 
 // The MERGE and what follows it: tombstones, and the races settled.

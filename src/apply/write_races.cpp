@@ -227,8 +227,7 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
     int key_count = static_cast<int>(mapping->key_columns.size());
     // Each leaf is opened once, its index scan rescanned for each record not found yet.
     bool *found = static_cast<bool *>(palloc0(sizeof(bool) * (count ? count : 1)));
-    int remaining = 0;
-    remaining = count;
+    int remaining = count;
     int inserted = 0;
     bool known = true;
     if (remaining > 0)

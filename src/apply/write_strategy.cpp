@@ -123,15 +123,8 @@ bool citus_upsert_first(Chunk *chunk, int *scratch, LastChunkEntry *memory) {
     }
     convert_chunk(chunk, convert_values);
     count = select_records(chunk, scratch, is_upsert);
-    sort_by_key(chunk, scratch, count);
     ApplyCounts before = *chunk->call->counts;
-    for (int start = 0; start < count;) {
-        int run = same_shard_run(chunk, scratch + start, count - start);
-        write_records(chunk, WriteUpsert, scratch + start, run);
-        start += run;
-    }
-    for (int i = 0; i < count; i++)
-        chunk->state[scratch[i]] = Done;
+    write_chunk(chunk, scratch);
     const ApplyCounts &after = *chunk->call->counts;
     memory->last = after.skipped != before.skipped || after.failed != before.failed
                        ? LastChunk::Mixed
