@@ -12,6 +12,7 @@
 #include "pg/stats_counters.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -58,16 +59,31 @@ void init_chunk(Chunk *chunk) {
 Chunk make_chunk(CompiledMapping *mapping, const CallSettings &call, const InputRecord *records,
                  const int *members, int count);
 
-// Converts the identities of a chunk, keeps one record per key, and applies the rest. In
-// Isolate mode, the records skipped for a later one of their key that then failed are
-// applied after all, as a chunk of their own: sent one by one, they would have applied.
-void apply_chunk(Chunk *chunk) {
+void apply_chunk(Chunk *chunk);
+
+// Converts the identities of a chunk, keeps one record per key, and applies the rest, then
+// the lists of the records it applied (child collections). In Isolate mode, the records
+// skipped for a later one of their key that then failed are applied after all, as a chunk
+// of their own: sent one by one, they would have applied.
+void apply_chunk_rows(Chunk *chunk) {
     init_chunk(chunk);
     int *scratch = static_cast<int *>(palloc(sizeof(int) * chunk->count));
     convert_chunk(chunk, convert_identity);
+    keep_listed_keys(chunk);
     assign_shards(chunk);
     keep_newest_per_key(chunk);
+    bool *winners = nullptr;
+    CommandId since = InvalidCommandId;
+    if (!chunk->mapping->children.empty()) {
+        winners = static_cast<bool *>(palloc(chunk->count + 1));
+        for (int record = 0; record < chunk->count; record++)
+            winners[record] = chunk->state[record] == Upsert;
+        CommandCounterIncrement(); // rows written before have an older command id
+        since = GetCurrentCommandId(false);
+    }
     apply_with_strategy(chunk, scratch);
+    if (winners)
+        apply_children(chunk, winners, since);
     if (chunk->call->mode != ApplyMode::Isolate)
         return;
     int revived = 0;
@@ -85,6 +101,82 @@ void apply_chunk(Chunk *chunk) {
     chunk->call->counts->skipped -= revived; // counted as superseded
     Chunk again = make_chunk(chunk->mapping, *chunk->call, chunk->inputs, scratch, revived);
     apply_chunk(&again);
+}
+
+// A failure reported while a chunk with child collections is applied: held back until the
+// chunk's subtransaction commits.
+struct HeldFailure {
+    int index;
+    int sqlstate;
+    const char *message;
+};
+
+struct HeldFailures {
+    HeldFailure *failures;
+    int count;
+    int capacity;
+};
+
+void hold_failure(void *arg, int index, int sqlstate, const char *message) {
+    HeldFailures *held = static_cast<HeldFailures *>(arg);
+    if (held->count == held->capacity) {
+        held->capacity = Max(8, held->capacity * 2);
+        held->failures = static_cast<HeldFailure *>(
+            held->failures ? repalloc(held->failures, sizeof(HeldFailure) * held->capacity)
+                           : palloc(sizeof(HeldFailure) * held->capacity));
+    }
+    held->failures[held->count++] = {index, sqlstate, pstrdup(message)};
+}
+
+// Isolate mode, a mapping with child collections: a record whose children fail fails as a
+// whole, its own row rolled back. The chunk is applied in a subtransaction; if that fails, in
+// halves, down to the record, which is reported failed.
+void apply_chunk_isolated(Chunk *chunk) {
+    const CallSettings &call = *chunk->call;
+    ApplyCounts before = *call.counts;
+    ChildCounts *saved = save_child_counts(call);
+    HeldFailures held = {nullptr, 0, 0};
+    CallSettings holding = call;
+    holding.on_failure = hold_failure;
+    holding.callback_arg = &held;
+    chunk->call = &holding;
+    ErrorData *error = try_in_subtransaction([&] { apply_chunk_rows(chunk); });
+    chunk->call = &call;
+    if (!error) {
+        for (int i = 0; i < held.count; i++)
+            call.on_failure(call.callback_arg, held.failures[i].index, held.failures[i].sqlstate,
+                            held.failures[i].message);
+        return;
+    }
+    *call.counts = before;
+    restore_child_counts(call, saved);
+    if (chunk->count == 1) {
+        const InputRecord &input = chunk->inputs[chunk->members[0]];
+        // A child's error names the record already (its call is Atomic).
+        char *named = psprintf("%s %lld (", input.label, static_cast<long long>(input.position));
+        if (strncmp(error->message, named, strlen(named)) == 0) {
+            call.counts->failed++;
+            call.on_failure(call.callback_arg, chunk->members[0], error->sqlerrcode,
+                            error->message);
+        } else {
+            fail_record(input, nullptr, error, call);
+        }
+        return;
+    }
+    FreeErrorData(error);
+    int half = chunk->count / 2;
+    Chunk first = make_chunk(chunk->mapping, call, chunk->inputs, chunk->members, half);
+    apply_chunk(&first);
+    Chunk second =
+        make_chunk(chunk->mapping, call, chunk->inputs, chunk->members + half, chunk->count - half);
+    apply_chunk(&second);
+}
+
+void apply_chunk(Chunk *chunk) {
+    if (!chunk->mapping->children.empty() && chunk->call->mode == ApplyMode::Isolate)
+        apply_chunk_isolated(chunk);
+    else
+        apply_chunk_rows(chunk);
 }
 
 Chunk make_chunk(CompiledMapping *mapping, const CallSettings &call, const InputRecord *records,
@@ -163,6 +255,13 @@ int *sort_group_by_key(Group *group, CompiledMapping *mapping, const InputRecord
 // The mapping of a group, its tombstones checked once per compilation.
 CompiledMapping *pin_checked_mapping(const Group &group, const CallSettings &call) {
     CompiledMapping *mapping = pin_mapping(group.collection, group.collection_len);
+    if (mapping->is_child) {
+        unpin_mapping(mapping);
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("collection \"%s\" is a child collection of \"%s\": its rows come "
+                               "from the lists in that collection's records",
+                               mapping->row.collection_id.c_str(), mapping->row.parent->c_str())));
+    }
     if (mapping->order_column >= 0 && !mapping->tombstone_types_checked) {
         check_tombstone_types(mapping, call.bookkeeping_owner);
         mapping->tombstone_types_checked = true;
@@ -197,12 +296,9 @@ CompiledMapping *group_mapping(const Group &group, const InputRecord *records,
     return mapping;
 }
 
-// Applies a group; false when its collection has no mapping (its records failed).
-bool apply_group_records(const Group &group, const InputRecord *records, const CallSettings &call,
-                         MemoryContext chunk_context) {
-    CompiledMapping *mapping = group_mapping(group, records, call);
-    if (!mapping)
-        return false;
+// Applies a group of the mapping's records in chunks.
+void apply_mapping_group(CompiledMapping *mapping, const Group &group, const InputRecord *records,
+                         const CallSettings &call, MemoryContext chunk_context) {
     if (mapping->key_columns.empty())
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
@@ -223,6 +319,15 @@ bool apply_group_records(const Group &group, const InputRecord *records, const C
         MemoryContextReset(chunk_context);
         CHECK_FOR_INTERRUPTS();
     }
+}
+
+// Applies a group; false when its collection has no mapping (its records failed).
+bool apply_group_records(const Group &group, const InputRecord *records, const CallSettings &call,
+                         MemoryContext chunk_context) {
+    CompiledMapping *mapping = group_mapping(group, records, call);
+    if (!mapping)
+        return false;
+    apply_mapping_group(mapping, group, records, call, chunk_context);
     unpin_mapping(mapping);
     return true;
 }
@@ -318,6 +423,21 @@ int group_by_collection(const InputRecord *records, int count, const CallSetting
 
 } // namespace
 
+void apply_child_records(CompiledMapping *mapping, const InputRecord *records, int count,
+                         const CallSettings &call) {
+    MemoryContext chunk_context =
+        AllocSetContextCreate(CurrentMemoryContext, "sequin child chunk", ALLOCSET_DEFAULT_SIZES);
+    Group group;
+    group.collection = mapping->row.collection_id.c_str();
+    group.collection_len = static_cast<int>(mapping->row.collection_id.size());
+    group.members = static_cast<int *>(palloc(sizeof(int) * count));
+    group.count = count;
+    for (int i = 0; i < count; i++)
+        group.members[i] = i;
+    apply_mapping_group(mapping, group, records, call, chunk_context);
+    MemoryContextDelete(chunk_context);
+}
+
 void apply_records(const InputRecord *records, int count, ApplyMode mode,
                    FailureCallback on_failure, void *callback_arg, ApplyCounts *counts) {
     memset(counts, 0, sizeof *counts);
@@ -331,7 +451,14 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
         AllocSetContextCreate(call_context, "sequin chunk", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(call_context);
 
-    CallSettings call = {mode, on_failure, callback_arg, counts, InvalidOid, records};
+    CallSettings call;
+    memset(&call, 0, sizeof call);
+    call.mode = mode;
+    call.on_failure = on_failure;
+    call.callback_arg = callback_arg;
+    call.counts = counts;
+    call.inputs = records;
+    call.child_counts = new_child_counts(call_context);
     Group *groups;
     int group_count = group_by_collection(records, count, call, &groups);
 
@@ -349,6 +476,7 @@ void apply_records(const InputRecord *records, int count, ApplyMode mode,
     for (int g = 0; g < group_count; g++)
         stats_add(groups[g].collection, groups[g].collection_len, mapped[g], deltas[g],
                   call.bookkeeping_owner);
+    add_child_stats(call);
     SPI_finish();
     MemoryContextSwitchTo(old);
     MemoryContextDelete(call_context);

@@ -29,6 +29,17 @@ enum RecordState : uint8 {
     Delete   // to delete
 };
 
+// An element of a parent's list, applied as a record of a child mapping (its InputRecord's
+// record is the element when it is an object, else NULL).
+struct ElementSource {
+    int parent_input;            // the parent's record: an index into the parent call's inputs
+    int list_index;              // "$index"
+    JsonbValue element;          // "$element" (jbvBinary for an object or array)
+    JsonbContainer *parent_root; // "$parent.<path>" reads from here
+};
+
+struct ChildCounts; // child_collections.cpp
+
 // What every chunk of one call shares: how failures are handled, and the counts.
 struct CallSettings {
     ApplyMode mode;
@@ -37,6 +48,14 @@ struct CallSettings {
     ApplyCounts *counts;
     Oid bookkeeping_owner;     // owner of the extension's tables (tombstones)
     const InputRecord *inputs; // the records given to apply_records
+    // The counts of child collections (sequin.stats), shared by a call and its children.
+    ChildCounts *child_counts;
+    // A child mapping's call: the parent's call, what each input is an element of, and the
+    // keys converted (the keys listed, which stay).
+    const CallSettings *parent_call;
+    const char *child_collection;
+    const ElementSource *elements;
+    struct ListedKeys *listed_keys;
 };
 
 // A record's key: its typed values' binary forms (the order in which rows are written),
@@ -149,6 +168,25 @@ int select_records(const Chunk *chunk, int *records, RecordFilter wanted);
 void lookup_stored_versions(Chunk *chunk, int *scratch, RecordFilter wanted);
 // The same for records (a distributed target: one look-up per shard; records get sorted).
 void lookup_records(Chunk *chunk, int *records, int count);
+
+// ---- child_collections.cpp
+// After a parent chunk is written: its applied records' lists land in the child tables (rows
+// not listed anymore deleted), and the children of the rows it deleted are deleted; in each
+// child mapping's order, recursively. winners: the records that were to be upserted after
+// duplicates were dropped; since: the command id before the chunk's writes.
+void apply_children(Chunk *chunk, const bool *winners, CommandId since);
+// Applies count records (list elements) of a child mapping, in chunks (apply_records.cpp).
+void apply_child_records(CompiledMapping *mapping, const InputRecord *records, int count,
+                         const CallSettings &call);
+// The counts of a call's child collections, kept in context.
+ChildCounts *new_child_counts(MemoryContext context);
+// The keys of a child chunk's records, kept for the deletion of the rows not listed.
+void keep_listed_keys(Chunk *chunk);
+// Adds the child collections' counts of a call to sequin.stats.
+void add_child_stats(const CallSettings &call);
+// The counts of a call's child collections, to restore after a rolled-back attempt.
+ChildCounts *save_child_counts(const CallSettings &call);
+void restore_child_counts(const CallSettings &call, ChildCounts *saved);
 
 // ---- chunk_writes.cpp
 enum WriteKind {

@@ -10,6 +10,7 @@
 
 extern "C" {
 #include "common/hashfn.h"
+#include "utils/numeric.h"
 }
 
 namespace sequin {
@@ -41,19 +42,45 @@ void append_key_part(StringInfo key, const ValueType *type, Datum value) {
 
 // Finds the top-level values of a phase's keys in the record: one pass over its entries.
 void find_top_values(Chunk *chunk, const InputRecord &input, const std::vector<PathStep> &keys) {
+    if (!input.record) { // a list element that is not an object
+        for (size_t k = 0; k < keys.size(); k++)
+            chunk->top_found[k] = false;
+        return;
+    }
     json_find_keys(input.record, keys.data(), static_cast<int>(keys.size()), chunk->top_values,
                    chunk->top_found);
 }
 
+// The value of a column with a special source, for the input (a list element) at input.
+bool find_special_value(Chunk *chunk, const MappedColumn &column, int input, JsonbValue *value) {
+    const ElementSource &element = chunk->call->elements[input];
+    switch (column.kind) {
+    case SourceKind::ParentPath:
+        return element.parent_root && json_path_find(element.parent_root, column.path, value);
+    case SourceKind::Index:
+        value->type = jbvNumeric;
+        value->val.numeric = int64_to_numeric(element.list_index);
+        return true;
+    case SourceKind::Element:
+        *value = element.element;
+        return true;
+    default:
+        return false;
+    }
+}
+
 // Converts column i of the record whose top-level values were found last (values and
-// nulls are the record's row).
-void convert_column(Chunk *chunk, int i, Datum *values, bool *nulls) {
+// nulls are the record's row; input is the record's index in the call's inputs).
+void convert_column(Chunk *chunk, int i, Datum *values, bool *nulls, int input) {
     MappedColumn &column = chunk->mapping->columns[i];
     JsonbValue value;
     chunk->column = column.name.c_str();
-    if (!chunk->top_found[column.key_slot] ||
-        !json_path_find_from(chunk->top_values[column.key_slot], column.path, &value) ||
-        value.type == jbvNull) {
+    bool found =
+        column.kind == SourceKind::Path
+            ? chunk->top_found[column.key_slot] &&
+                  json_path_find_from(chunk->top_values[column.key_slot], column.path, &value)
+            : find_special_value(chunk, column, input, &value);
+    if (!found || value.type == jbvNull) {
         if (column.required)
             ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
                             errmsg("required value is missing (source path has no value)")));
@@ -89,7 +116,8 @@ void convert_identity(Chunk *chunk, int record) {
     chunk->column = nullptr;
 
     find_top_values(chunk, input, mapping->identity_keys);
-    bool is_delete = record_is_delete(chunk);
+    // A list element is upserted whatever it says: its row goes only with its list or parent.
+    bool is_delete = !mapping->is_child && record_is_delete(chunk);
     if (is_delete && mapping->on_delete == OnDelete::Ignore) {
         chunk->state[record] = Done;
         chunk->call->counts->skipped++;
@@ -103,7 +131,7 @@ void convert_identity(Chunk *chunk, int record) {
         nulls[i] = true;
         values[i] = (Datum)0;
         if (column.is_key || column.is_order)
-            convert_column(chunk, i, values, nulls);
+            convert_column(chunk, i, values, nulls, chunk->members[record]);
         if (column.is_key && nulls[i]) // even when not listed in "required"
             ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
                             errmsg("conflict column value is missing: a record needs its key")));
@@ -136,7 +164,7 @@ void convert_values(Chunk *chunk, int record) {
     for (int i = 0; i < chunk->column_count; i++) {
         const MappedColumn &column = chunk->mapping->columns[i];
         if (!column.is_now && !column.is_key && !column.is_order)
-            convert_column(chunk, i, values, nulls);
+            convert_column(chunk, i, values, nulls, chunk->members[record]);
     }
     int source = chunk->keep_source[record];
     if (source >= 0) { // an earlier record of the key inserts: its keep_on_conflict values
@@ -144,7 +172,7 @@ void convert_values(Chunk *chunk, int record) {
         for (int i = 0; i < chunk->column_count; i++) {
             const MappedColumn &column = chunk->mapping->columns[i];
             if (column.keep_on_conflict && !column.is_now && !column.is_key && !column.is_order)
-                convert_column(chunk, i, values, nulls);
+                convert_column(chunk, i, values, nulls, chunk->members[source]);
         }
     }
     chunk->column = nullptr;

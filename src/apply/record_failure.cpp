@@ -26,15 +26,33 @@ void append_json_scalar(StringInfo out, JsonbContainer *record, const char *key)
     }
 }
 
+// "record 3 (id "sub_1", collection_id "stripe:subscription")", and for a list element the
+// record it is in, then ": child collection "stripe:subscription_item" element 2 (id "si_1")".
+void describe_input(StringInfo out, const InputRecord &input, const CallSettings &call) {
+    if (call.elements) {
+        const ElementSource &element = call.elements[&input - call.inputs];
+        const CallSettings &parent = *call.parent_call;
+        describe_input(out, parent.inputs[element.parent_input], parent);
+        appendStringInfo(out, ": child collection \"%s\" element %d (id ", call.child_collection,
+                         element.list_index);
+        append_json_scalar(out, input.record, "id");
+        appendStringInfoChar(out, ')');
+        return;
+    }
+    appendStringInfo(out, "%s %lld (id ", input.label, static_cast<long long>(input.position));
+    append_json_scalar(out, input.record, "id");
+    appendStringInfoString(out, ", collection_id ");
+    append_json_scalar(out, input.record, "collection_id");
+    appendStringInfoChar(out, ')');
+}
+
 // "record 3 (id "sub_1", collection_id "stripe:subscription"): column "quantity": <reason>"
-char *describe_failure(const InputRecord &input, const char *column, const char *reason) {
+char *describe_failure(const InputRecord &input, const char *column, const char *reason,
+                       const CallSettings &call) {
     StringInfoData out;
     initStringInfo(&out);
-    appendStringInfo(&out, "%s %lld (id ", input.label, static_cast<long long>(input.position));
-    append_json_scalar(&out, input.record, "id");
-    appendStringInfoString(&out, ", collection_id ");
-    append_json_scalar(&out, input.record, "collection_id");
-    appendStringInfoString(&out, "): ");
+    describe_input(&out, input, call);
+    appendStringInfoString(&out, ": ");
     if (column)
         appendStringInfo(&out, "column \"%s\": ", column);
     appendStringInfoString(&out, reason);
@@ -45,7 +63,8 @@ char *describe_failure(const InputRecord &input, const char *column, const char 
 
 void fail_record(const InputRecord &input, const char *column, ErrorData *error,
                  const CallSettings &call) {
-    char *message = describe_failure(input, column, error->message ? error->message : "error");
+    char *message =
+        describe_failure(input, column, error->message ? error->message : "error", call);
     if (call.mode == ApplyMode::Atomic) {
         error->message = message;
         error->context = nullptr;
@@ -70,7 +89,7 @@ void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *
 
 void fail_input(const InputRecord &input, int sqlstate, const char *reason,
                 const CallSettings &call) {
-    char *message = describe_failure(input, nullptr, reason);
+    char *message = describe_failure(input, nullptr, reason, call);
     // Raised by ereport, not re-thrown from an ErrorData made by hand: such an error would
     // not be sent to the client or the log (its output flags unset).
     if (call.mode == ApplyMode::Atomic)

@@ -36,10 +36,8 @@ Datum record_number_array(const int *records, int count) {
     return PointerGetDatum(construct_array(elements, count, INT4OID, 4, true, TYPALIGN_INT));
 }
 
-Datum column_array(Chunk *chunk, int column, const int *records, int count) {
-    const MappedColumn &mapped = chunk->mapping->columns[column];
+Datum values_array(const MappedColumn &mapped, const Datum *values, const bool *nulls, int count) {
     Datum *elements = static_cast<Datum *>(palloc(sizeof(Datum) * (count ? count : 1)));
-    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * (count ? count : 1)));
     Oid output_fn = InvalidOid;
     bool varlena;
     // Values passed as text (arrays, say) are written under fixed settings, in forms that
@@ -50,22 +48,32 @@ Datum column_array(Chunk *chunk, int column, const int *records, int count) {
         settings = enter_fixed_settings();
     }
     for (int i = 0; i < count; i++) {
-        nulls[i] = row_nulls(chunk, records[i])[column];
-        elements[i] = row_values(chunk, records[i])[column];
+        elements[i] = values[i];
         if (mapped.param_as_text && !nulls[i])
-            elements[i] = CStringGetTextDatum(OidOutputFunctionCall(output_fn, elements[i]));
+            elements[i] = CStringGetTextDatum(OidOutputFunctionCall(output_fn, values[i]));
     }
     if (settings >= 0)
         leave_fixed_settings(settings);
     int dims[1] = {count};
     int lower_bounds[1] = {1};
+    bool *element_nulls = const_cast<bool *>(nulls);
     if (mapped.param_as_text)
-        return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds, TEXTOID,
-                                                  -1, false, TYPALIGN_INT));
+        return PointerGetDatum(construct_md_array(elements, element_nulls, 1, dims, lower_bounds,
+                                                  TEXTOID, -1, false, TYPALIGN_INT));
     const ValueType *type = mapped.type;
-    return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lower_bounds,
+    return PointerGetDatum(construct_md_array(elements, element_nulls, 1, dims, lower_bounds,
                                               type->type_oid, type->typlen, type->typbyval,
                                               type->typalign));
+}
+
+Datum column_array(Chunk *chunk, int column, const int *records, int count) {
+    Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * (count ? count : 1)));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * (count ? count : 1)));
+    for (int i = 0; i < count; i++) {
+        nulls[i] = row_nulls(chunk, records[i])[column];
+        values[i] = row_values(chunk, records[i])[column];
+    }
+    return values_array(chunk->mapping->columns[column], values, nulls, count);
 }
 
 void key_params(Chunk *chunk, StatementParams *params, const int *records, int count,

@@ -21,6 +21,9 @@ void add_param(StatementParams *params, Datum value);
 // records they wrote or found.
 Datum record_number_array(const int *records, int count);
 
+// count values of a mapped column's type, as the array a statement expects for it.
+Datum values_array(const MappedColumn &mapped, const Datum *values, const bool *nulls, int count);
+
 // The values of column for records, as the array the statement expects.
 Datum column_array(Chunk *chunk, int column, const int *records, int count);
 

@@ -220,15 +220,19 @@ bool first_upsert_is_stored(Chunk *chunk) {
     return false;
 }
 
-int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inserted_flags) {
+namespace {
+
+// Runs visit(i, tuple) on the row of each of records' keys as this statement left them
+// (SnapshotSelf), the rows of this transaction included. False when the table is not a heap.
+template <typename Visit>
+bool visit_own_rows(Chunk *chunk, const int *records, int count, Visit &&visit) {
     CompiledMapping *mapping = chunk->mapping;
     if (!OidIsValid(mapping->key_index))
-        return -1;
+        return false;
     int key_count = static_cast<int>(mapping->key_columns.size());
     // Each leaf is opened once, its index scan rescanned for each record not found yet.
     bool *found = static_cast<bool *>(palloc0(sizeof(bool) * (count ? count : 1)));
     int remaining = count;
-    int inserted = 0;
     bool known = true;
     if (remaining > 0)
         any_leaf(mapping->row.target_table, mapping->key_index, [&](Oid leaf, Oid leaf_index) {
@@ -240,8 +244,6 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
             }
             Relation index = index_open(leaf_index, AccessShareLock);
             TupleTableSlot *slot = table_slot_create(heap, nullptr);
-            // SnapshotSelf: the row as this statement left it. An inserted row is a first
-            // version (no HEAP_UPDATED), written by this transaction.
             IndexScanDesc scan = sequin_index_beginscan(heap, index, SnapshotSelf, key_count);
             for (int i = 0; i < count; i++) {
                 if (found[i])
@@ -253,12 +255,7 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
                 remaining--;
                 bool should_free;
                 HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-                if (TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tuple->t_data)) &&
-                    !(tuple->t_data->t_infomask & HEAP_UPDATED)) {
-                    inserted++;
-                    if (inserted_flags)
-                        inserted_flags[i] = true;
-                }
+                visit(i, tuple->t_data);
                 if (should_free)
                     heap_freetuple(tuple);
             }
@@ -269,7 +266,31 @@ int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inser
             return remaining == 0;
         });
     pfree(found);
+    return known;
+}
+
+} // namespace
+
+int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inserted_flags) {
+    int inserted = 0;
+    // An inserted row is a first version (no HEAP_UPDATED), written by this transaction.
+    bool known = visit_own_rows(chunk, records, count, [&](int i, HeapTupleHeader row) {
+        if (TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(row)) &&
+            !(row->t_infomask & HEAP_UPDATED)) {
+            inserted++;
+            if (inserted_flags)
+                inserted_flags[i] = true;
+        }
+    });
     return known ? inserted : -1;
+}
+
+bool rows_written_since(Chunk *chunk, const int *records, int count, CommandId since,
+                        bool *written) {
+    return visit_own_rows(chunk, records, count, [&](int i, HeapTupleHeader row) {
+        written[i] = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(row)) &&
+                     HeapTupleHeaderGetCmin(row) >= since;
+    });
 }
 
 bool write_conflict_retryable(int sqlstate) {

@@ -33,6 +33,11 @@ bool first_upsert_is_stored(Chunk *chunk);
 // -1 when it cannot tell (not a heap).
 int count_inserted_here(Chunk *chunk, const int *records, int count, bool *inserted_flags);
 
+// Of records (just written), which rows did this transaction write (insert or update) at
+// command since or later: sets written[i]. False when it cannot tell (not a heap).
+bool rows_written_since(Chunk *chunk, const int *records, int count, CommandId since,
+                        bool *written);
+
 // Is the error just caught a write conflict raised here, to retry: any at READ COMMITTED;
 // above, one that yields to a writer in progress (which may still roll back)?
 bool write_conflict_retryable(int sqlstate);

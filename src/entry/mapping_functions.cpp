@@ -77,7 +77,9 @@ void put_step(ReturnSetInfo *rsinfo, const ExplainStep &step,
     });
 }
 
-void put_steps(ReturnSetInfo *rsinfo, const ExplainStep *steps, size_t count) {
+// prefix: "" for the mapping explained, "child <collection>: " for its child mappings'.
+void put_steps(ReturnSetInfo *rsinfo, const ExplainStep *steps, size_t count,
+               const std::string &prefix = {}) {
     for (size_t s = 0; s < count; s++) {
         const ExplainStep &step = steps[s];
         if (step.statement->sql.empty())
@@ -86,7 +88,9 @@ void put_steps(ReturnSetInfo *rsinfo, const ExplainStep *steps, size_t count) {
         for (size_t i = 0; i < step.statement->arg_descriptions.size(); i++)
             parameters.push_back("$" + std::to_string(i + 1) + " " +
                                  step.statement->arg_descriptions[i]);
-        put_step(rsinfo, step, parameters);
+        std::string name = prefix + step.name;
+        ExplainStep named = {name.c_str(), step.runs_as, step.statement};
+        put_step(rsinfo, named, parameters);
     }
 }
 
@@ -120,24 +124,13 @@ void explain_citus(ReturnSetInfo *rsinfo, const sequin::CompiledMapping &m) {
     put_steps(rsinfo, steps, sizeof steps / sizeof steps[0]);
 }
 
-} // namespace
-
-// sequin.explain_mapping(collection_id): the statements run for a collection.
-SEQUIN_FUNCTION(sequin_explain_mapping) {
-    if (PG_ARGISNULL(0))
-        throw sequin::PgError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "collection_id must not be null");
-    char *collection = sequin::pg_guard([&] { return text_to_cstring(PG_GETARG_TEXT_PP(0)); });
-    ReturnSetInfo *rsinfo = sequin::pg_guard([&] {
-        InitMaterializedSRF(fcinfo, 0);
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "SPI_connect failed");
-        return reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-    });
+// The statements of a mapping, then its child mappings', each step's name after prefix.
+void explain_local(ReturnSetInfo *rsinfo, const std::string &collection,
+                   const std::string &prefix) {
     sequin::CompiledMapping *m = sequin::mapping_for(collection);
     if (m->citus != sequin::CitusKind::None) {
         explain_citus(rsinfo, *m);
-        sequin::pg_guard([] { SPI_finish(); });
-        return (Datum)0;
+        return;
     }
     const ExplainStep steps[] = {
         {"lookup: stored versions of the batch's keys", "caller", &m->lookup},
@@ -154,8 +147,30 @@ SEQUIN_FUNCTION(sequin_explain_mapping) {
         {"tombstones for deletes (looked up in C by (collection_id, key_hash), compared as typed "
          "values with the caller's rights)",
          "extension owner", &m->tomb_insert},
+        {"rows of applied parents not in their lists, and of deleted parents (one statement per "
+         "chunk of parents)",
+         "caller", &m->remove_unlisted},
     };
-    put_steps(rsinfo, steps, sizeof steps / sizeof steps[0]);
+    put_steps(rsinfo, steps, sizeof steps / sizeof steps[0], prefix);
+    std::vector<std::string> children = m->children; // m may be recompiled by the next call
+    for (const std::string &child : children)
+        explain_local(rsinfo, child, prefix + "child " + child + ": ");
+}
+
+} // namespace
+
+// sequin.explain_mapping(collection_id): the statements run for a collection.
+SEQUIN_FUNCTION(sequin_explain_mapping) {
+    if (PG_ARGISNULL(0))
+        throw sequin::PgError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "collection_id must not be null");
+    char *collection = sequin::pg_guard([&] { return text_to_cstring(PG_GETARG_TEXT_PP(0)); });
+    ReturnSetInfo *rsinfo = sequin::pg_guard([&] {
+        InitMaterializedSRF(fcinfo, 0);
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "SPI_connect failed");
+        return reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    });
+    explain_local(rsinfo, collection, "");
     sequin::pg_guard([] { SPI_finish(); });
     return (Datum)0;
 }

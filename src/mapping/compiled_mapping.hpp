@@ -15,6 +15,7 @@ extern "C" {
 
 #include "mapping/citus_table.hpp"
 #include "mapping/mapping_row.hpp"
+#include "mapping/mapping_source.hpp"
 #include "pg/json_path.hpp"
 #include "pg/value_converter.hpp"
 
@@ -25,6 +26,7 @@ enum class OnDelete { Delete, Upsert, Ignore };
 struct MappedColumn {
     std::string name;
     AttrNumber attnum = 0;
+    SourceKind kind = SourceKind::Path;
     bool is_now = false; // source "$now": filled by SQL, not from the record
     std::vector<std::string> path_keys;
     std::vector<PathStep> path_steps; // point into path_keys
@@ -39,7 +41,15 @@ struct MappedColumn {
     // Citus: the column's value in a VALUES row: "$n" followed by this (a cast, for a value
     // that travels as text), or for "$now" this expression.
     std::string values_sql;
-    int key_slot = -1; // its first path step in identity_keys or value_keys
+    int key_slot = -1; // its first path step in identity_keys or value_keys (a Path)
+};
+
+// A path kept with the strings its steps point into.
+struct StoredPath {
+    std::vector<std::string> keys;
+    std::vector<PathStep> steps;
+    JsonPath path{0, nullptr};
+    void set(std::vector<std::string> new_keys, const std::vector<int> &array_indexes);
 };
 
 // One prepared statement with its text and parameter types, kept across calls.
@@ -126,9 +136,20 @@ struct CompiledMapping {
 
     PreparedStatement shard_of; // Citus: the shards of distribution column values
 
-    std::array<PreparedStatement *, 9> statements() {
+    // Child collections (SPEC "Child collections: lists inside a record").
+    std::vector<std::string> children; // collection_ids of the mappings naming this one parent
+    bool is_child = false;
+    StoredPath list_path;     // child: the list, from the parent's root
+    StoredPath has_more_path; // child: "has_more" in the object that holds the list's last key
+    std::vector<int> parent_key_columns; // child: indexes into columns, in the parent key's order
+    bool key_from_element = true;        // every key column is read from the record (element)
+    // Child: the rows of some parents (parent key arrays) whose keys are not among the given
+    // keys (child key arrays), deleted; RETURNING their keys when this mapping has children.
+    PreparedStatement remove_unlisted;
+
+    std::array<PreparedStatement *, 10> statements() {
         return {&lookup,      &upsert,      &insert_new,    &insert_plain, &remove,
-                &tomb_insert, &merge_write, &merge_upserts, &shard_of};
+                &tomb_insert, &merge_write, &merge_upserts, &shard_of,     &remove_unlisted};
     }
 
     MemoryContext context = nullptr; // value types, FmgrInfo caches

@@ -205,7 +205,7 @@ void assign_key_slots(CompiledMapping &m) {
     static const char deleted[] = "deleted";
     std::vector<MappedColumn *> identity, values;
     for (MappedColumn &c : m.columns)
-        if (!c.is_now)
+        if (c.kind == SourceKind::Path) // the others are not read from the record's own keys
             (c.is_key || c.is_order ? identity : values).push_back(&c);
     const PathStep deleted_step{deleted, static_cast<int>(sizeof deleted - 1), -1};
     m.identity_keys.push_back(deleted_step);
@@ -254,10 +254,133 @@ parse_columns_in_server_encoding(const std::string &json) {
     return parsed;
 }
 
+// The parents above row, nearest first, up to a cycle or too deep a nesting.
+void check_parent_chain(const MappingRow &row) {
+    std::string at = *row.parent;
+    for (int depth = 1;; depth++) {
+        if (at == row.collection_id)
+            fail(ERRCODE_INVALID_PARAMETER_VALUE,
+                 "mapping \"" + row.collection_id + "\": parent \"" + *row.parent +
+                     "\" is, or descends from, this mapping itself");
+        if (depth > 32)
+            fail(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                 "mapping \"" + row.collection_id + "\": child mappings nest at most 32 deep");
+        MappingRow above = fetch_mapping_row(at);
+        if (!above.parent)
+            return;
+        at = *above.parent;
+    }
+}
+
+// A child mapping: its list, and the columns holding its parent's key, checked against the
+// parent's mapping. A top-level mapping: none of that is set.
+void resolve_child(CompiledMapping &m, bool deferred_checks, bool resolve_parent) {
+    const MappingRow &row = m.row;
+    auto mapping_error = [&](int sqlstate, const std::string &what) {
+        fail(sqlstate, "mapping \"" + row.collection_id + "\": " + what);
+    };
+    if (!row.parent) {
+        if (row.list_source_json || row.parent_key_columns)
+            mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                          "list_source and parent_key_columns are set only with parent");
+        return;
+    }
+    m.is_child = true;
+    if (!row.list_source_json)
+        mapping_error(ERRCODE_NOT_NULL_VIOLATION,
+                      "a child mapping needs list_source: where the list sits in the parent's "
+                      "record, e.g. \"data.items.data\"");
+    if (!row.parent_key_columns || row.parent_key_columns->empty())
+        mapping_error(ERRCODE_NOT_NULL_VIOLATION,
+                      "a child mapping needs parent_key_columns: the columns that hold the "
+                      "parent's key, each mapped from \"$parent.<source of the parent's key>\"");
+    if (row.order_column)
+        mapping_error(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "a child mapping has no order_column: its rows follow their parent's version");
+    if (row.on_delete != "delete")
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                      "a child mapping has no on_delete of its own: its rows go with their parent");
+    Source list;
+    try {
+        list = parse_list_source(convert_text(*row.list_source_json, true));
+    } catch (const SourceError &e) {
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE, convert_text(e.what(), false));
+    }
+    for (std::string &key : list.keys)
+        key = convert_text(key, false);
+    std::vector<std::string> enclosing(list.keys.begin(), list.keys.end() - 1);
+    std::vector<int> enclosing_indexes(list.array_indexes.begin(), list.array_indexes.end() - 1);
+    enclosing.push_back("has_more");
+    enclosing_indexes.push_back(-1);
+    m.list_path.set(list.keys, list.array_indexes);
+    m.has_more_path.set(enclosing, enclosing_indexes);
+
+    std::vector<std::string> seen;
+    for (const std::string &name : *row.parent_key_columns) {
+        auto found = std::find_if(m.columns.begin(), m.columns.end(),
+                                  [&](const MappedColumn &c) { return c.name == name; });
+        if (found == m.columns.end())
+            mapping_error(ERRCODE_UNDEFINED_COLUMN, "parent_key_columns names column \"" + name +
+                                                        "\", which is not a mapped column");
+        if (std::find(seen.begin(), seen.end(), name) != seen.end())
+            mapping_error(ERRCODE_DUPLICATE_COLUMN,
+                          "parent_key_columns names \"" + name + "\" twice");
+        seen.push_back(name);
+        m.parent_key_columns.push_back(static_cast<int>(found - m.columns.begin()));
+    }
+    if (deferred_checks || !resolve_parent) // a restore may load the parent's row later
+        return;
+    check_parent_chain(row);
+    std::unique_ptr<CompiledMapping> parent =
+        compile_mapping(fetch_mapping_row(*row.parent), false, false, false);
+    if (parent->is_child && !parent->key_from_element)
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                      "parent \"" + *row.parent +
+                          "\" is a child whose conflict columns are not all read from its list "
+                          "element: a child can be a parent only when its own key is read from "
+                          "its element");
+    if (m.citus != CitusKind::None || parent->citus != CitusKind::None)
+        mapping_error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                      "child collections on Citus tables are not supported yet");
+    if (m.parent_key_columns.size() != parent->key_columns.size())
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                      "parent_key_columns has " + std::to_string(m.parent_key_columns.size()) +
+                          " columns; the key of parent \"" + *row.parent + "\" has " +
+                          std::to_string(parent->key_columns.size()));
+    for (size_t k = 0; k < m.parent_key_columns.size(); k++) {
+        const MappedColumn &column = m.columns[m.parent_key_columns[k]];
+        const MappedColumn &key = parent->columns[parent->key_columns[k]];
+        std::string wanted;
+        for (const std::string &part : key.path_keys)
+            wanted += (wanted.empty() ? "" : ".") + part;
+        if (column.kind != SourceKind::ParentPath || column.path_keys != key.path_keys)
+            mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                          "parent key column \"" + column.name +
+                              "\" must be mapped from \"$parent." + wanted +
+                              "\" (the source of conflict column \"" + key.name +
+                              "\" of parent \"" + *row.parent + "\")");
+        if (column.type->type_oid != key.type->type_oid)
+            mapping_error(ERRCODE_DATATYPE_MISMATCH,
+                          "parent key column \"" + column.name + "\" is of type " +
+                              type_display(column.type->type_oid, -1) + "; conflict column \"" +
+                              key.name + "\" of parent \"" + *row.parent + "\" is of type " +
+                              type_display(key.type->type_oid, -1) + ": they must be the same");
+    }
+}
+
 } // namespace
 
+void StoredPath::set(std::vector<std::string> new_keys, const std::vector<int> &array_indexes) {
+    keys = std::move(new_keys);
+    steps.clear();
+    for (size_t k = 0; k < keys.size(); k++)
+        steps.push_back({keys[k].c_str(), static_cast<int>(keys[k].size()), array_indexes[k]});
+    path = {static_cast<int>(steps.size()), steps.data()};
+}
+
 std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool deferred_checks,
-                                                 bool prepare_statements) {
+                                                 bool prepare_statements, bool resolve_parent) {
     auto compiled = std::make_unique<CompiledMapping>();
     compiled->row = row;
     const std::string &collection = row.collection_id;
@@ -319,6 +442,13 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         column.name = name;
         column.attnum = target->attnum;
         column.is_now = source.is_now;
+        column.kind = source.kind;
+        if (!row.parent && (source.kind == SourceKind::ParentPath ||
+                            source.kind == SourceKind::Index || source.kind == SourceKind::Element))
+            mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                          "source of column \"" + name +
+                              "\": \"$parent.<path>\", \"$index\" and \"$element\" are sources of "
+                              "a child mapping (one with a parent)");
         column.path_keys = std::move(source.keys);
         for (size_t k = 0; k < column.path_keys.size(); k++)
             column.path_steps.push_back({column.path_keys[k].c_str(),
@@ -470,6 +600,18 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
         for (MappedColumn &c : compiled->columns)
             c.required = c.is_key || c.is_order;
     }
+
+    resolve_child(*compiled, deferred_checks, resolve_parent);
+    for (int k : compiled->key_columns)
+        if (compiled->columns[k].kind != SourceKind::Path)
+            compiled->key_from_element = false;
+    if (row.catalog_has_children)
+        compiled->children = fetch_child_collections(collection);
+    if (!compiled->children.empty() && compiled->is_child && !compiled->key_from_element)
+        mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
+                      "is the parent of \"" + compiled->children[0] +
+                          "\", so its conflict columns must be read from its list element: a "
+                          "child can be a parent only when its own key is read from its element");
 
     assign_key_slots(*compiled);
     if (!compiled->key_columns.empty()) {

@@ -12,7 +12,9 @@ namespace sequin {
 // Compiles and validates row. With deferred_checks (a restore: check_function_bodies off),
 // checks that need the target's indexes are left for the first upsert.
 // With prepare, the statements are prepared and kept (SPI must be connected).
+// A child mapping is checked against its parent's mapping (compiled without its own parent
+// for that) unless resolve_parent is false.
 std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool deferred_checks,
-                                                 bool prepare);
+                                                 bool prepare, bool resolve_parent = true);
 
 } // namespace sequin

@@ -86,7 +86,49 @@ MappingRow mapping_row_of(HeapTuple tuple, TupleDesc desc) {
     value = field("required", &isnull);
     if (!isnull)
         row.required = text_array(value);
+    // Columns of 0.5.0: a catalog not updated yet has none (every mapping top-level).
+    bool has_child_columns = pg_guard([&] { return SPI_fnumber(desc, "parent") > 0; });
+    if (!has_child_columns)
+        return row;
+    row.catalog_has_children = true;
+    value = field("parent", &isnull);
+    if (!isnull)
+        row.parent = text_of(value);
+    value = field("list_source", &isnull);
+    if (!isnull)
+        row.list_source_json = pg_guard([&] {
+            Jsonb *jsonb = DatumGetJsonbP(value);
+            return JsonbToCString(nullptr, &jsonb->root, VARSIZE(jsonb));
+        });
+    value = field("parent_key_columns", &isnull);
+    if (!isnull)
+        row.parent_key_columns = text_array(value);
     return row;
+}
+
+std::vector<std::string> fetch_child_collections(const std::string &collection_id) {
+    static SPIPlanPtr plan = nullptr;
+    const char *id = collection_id.c_str();
+    uint64 rows = pg_guard([&] {
+        static const Oid types[1] = {TEXTOID};
+        kept_plan(&plan,
+                  "SELECT m.collection_id FROM sequin.mappings AS m "
+                  "WHERE m.parent OPERATOR(pg_catalog.=) $1 "
+                  "ORDER BY m.collection_id COLLATE \"C\"",
+                  1, types);
+        Datum arg = CStringGetTextDatum(id);
+        PlanRun how;
+        how.read_only = true;
+        return run_kept_plan(plan, "child mapping lookup", &arg, nullptr, how);
+    });
+    std::vector<std::string> children;
+    for (uint64 i = 0; i < rows; i++)
+        children.emplace_back(pg_guard([&] {
+            bool isnull;
+            Datum value = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+            return TextDatumGetCString(value);
+        }));
+    return children;
 }
 
 MappingRow fetch_mapping_row(const std::string &collection_id) {

@@ -23,19 +23,30 @@ Source parse_source(const std::string &column, const nlohmann::json &source) {
         const std::string &text = source.get_ref<const std::string &>();
         if (text == "$now") {
             out.is_now = true;
+            out.kind = SourceKind::Now;
             return out;
         }
-        // The SPEC's other special sources ("$rest", "$parent.<path>", "$index", "$element")
-        // are not built yet: read as a path, they would silently store NULL.
-        if (!text.empty() && text[0] == '$')
+        if (text == "$index" || text == "$element") {
+            out.kind = text == "$index" ? SourceKind::Index : SourceKind::Element;
+            return out;
+        }
+        std::string path = text;
+        static const std::string parent_prefix = "$parent.";
+        if (text.compare(0, parent_prefix.size(), parent_prefix) == 0) {
+            out.kind = SourceKind::ParentPath;
+            path = text.substr(parent_prefix.size());
+        } else if (!text.empty() && text[0] == '$') {
+            // "$rest" is not built yet: read as a path, it would silently store NULL.
             fail("\"" + text +
-                 "\" is not supported: of the special sources this version knows only \"$now\" "
-                 "(to read a key that starts with \"$\", give the path as an array of keys: [\"" +
+                 "\" is not supported: the special sources are \"$now\", \"$parent.<path>\", "
+                 "\"$index\" and \"$element\" (to read a key that starts with \"$\", give the "
+                 "path as an array of keys: [\"" +
                  text.substr(0, text.find('.')) + "\", ...])");
+        }
         size_t start = 0;
         while (true) {
-            size_t dot = text.find('.', start);
-            out.keys.push_back(text.substr(start, dot == std::string::npos ? dot : dot - start));
+            size_t dot = path.find('.', start);
+            out.keys.push_back(path.substr(start, dot == std::string::npos ? dot : dot - start));
             if (dot == std::string::npos)
                 break;
             start = dot + 1;
@@ -55,6 +66,20 @@ Source parse_source(const std::string &column, const nlohmann::json &source) {
         out.array_indexes.push_back(all_digits(key) && key.size() <= 9 ? std::stoi(key) : -1);
     }
     return out;
+}
+
+Source parse_list_source(const std::string &json_text) {
+    nlohmann::json source;
+    try {
+        source = nlohmann::json::parse(json_text);
+    } catch (const nlohmann::json::exception &) {
+        throw SourceError("list_source must be a path string or an array of keys");
+    }
+    Source parsed = parse_source("list_source", source);
+    if (parsed.kind != SourceKind::Path)
+        throw SourceError("list_source must be a path in the parent's record, not " +
+                          source.dump());
+    return parsed;
 }
 
 std::vector<std::pair<std::string, Source>> parse_columns(const std::string &json_text) {

@@ -33,6 +33,8 @@ class StatementBuilder {
             build_shard_of();
         if (m_.order_column >= 0)
             build_tomb_insert();
+        if (m_.is_child)
+            build_remove_unlisted();
     }
 
   private:
@@ -123,7 +125,8 @@ class StatementBuilder {
     // The batch as rows u(aliases): the parameter arrays side by side. unnest() in the
     // select list runs them in step, in array order, without the tuplestore per function
     // that ROWS FROM (unnest(..), ..) fills first.
-    static std::string batch_rows(const std::string &params, const std::string &aliases) {
+    static std::string batch_rows(const std::string &params, const std::string &aliases,
+                                  const char *alias = "u") {
         std::string sql = "(SELECT ";
         size_t p = 0, a = 0;
         while (true) {
@@ -135,7 +138,7 @@ class StatementBuilder {
             p = p_end + 2;
             a = a_end + 2;
         }
-        return sql + ") AS u";
+        return sql + ") AS " + alias;
     }
 
     // The writes of full rows share one parameter list: one array per mapped column.
@@ -308,6 +311,41 @@ class StatementBuilder {
                 " FOR UPDATE OF l) AS x) AS u WHERE t.tableoid OPERATOR(pg_catalog.=) u.toid AND "
                 "t.ctid OPERATOR(pg_catalog.=) u.tid AND " +
                 key_match("t", "u.k") + " RETURNING u.i";
+    }
+
+    // A child's rows under some parents (p: one array per parent key column) whose keys are
+    // not among the keys listed (e: one array per key column): gone from their parents'
+    // lists, or their parents deleted (no keys listed). RETURNING their keys, the parent
+    // keys of their own children.
+    void build_remove_unlisted() {
+        PreparedStatement &s = m_.remove_unlisted;
+        std::string params, aliases, parent_match;
+        for (size_t k = 0; k < m_.parent_key_columns.size(); k++) {
+            const MappedColumn &c = m_.columns[m_.parent_key_columns[k]];
+            add_column_param(s, c);
+            s.arg_descriptions.back() = "parent key " + s.arg_descriptions.back();
+            std::string alias = "p" + std::to_string(k + 1);
+            params += (params.empty() ? "$" : ", $") + std::to_string(s.arg_types.size());
+            aliases += (aliases.empty() ? "" : ", ") + alias;
+            parent_match += (k ? " AND t." : "t.") + quote_ident(c.name) + " " +
+                            operator_sql(c.type->type_oid, TYPECACHE_EQ_OPR, c.name, "equality") +
+                            " " + typed(c, "u." + alias);
+        }
+        std::string parents = batch_rows(params, aliases);
+        params.clear();
+        aliases.clear();
+        std::string returning;
+        for (size_t k = 0; k < m_.key_columns.size(); k++) {
+            const MappedColumn &c = m_.columns[m_.key_columns[k]];
+            add_column_param(s, c);
+            s.arg_descriptions.back() = "listed key " + s.arg_descriptions.back();
+            params += (params.empty() ? "$" : ", $") + std::to_string(s.arg_types.size());
+            aliases += (aliases.empty() ? "k" : ", k") + std::to_string(k + 1);
+            returning += (returning.empty() ? " RETURNING t." : ", t.") + quote_ident(c.name);
+        }
+        s.sql = "DELETE FROM " + m_.target_name + " AS t USING " + parents + " WHERE " +
+                parent_match + " AND NOT EXISTS (SELECT FROM " + batch_rows(params, aliases, "e") +
+                " WHERE " + key_match("t", "e.k") + ")" + (m_.children.empty() ? "" : returning);
     }
 
     // Tombstones: plain values only (text, arrays, integers), so that running as the

@@ -1,11 +1,16 @@
 -- The SPEC's public interface: names, columns, types and defaults.
 BEGIN;
 CREATE EXTENSION sequin_upsert;
-SELECT plan(26);
+SELECT plan(30);
 SELECT has_schema('sequin');
 SELECT has_table('sequin', 'mappings', 'the mapping catalog exists');
 SELECT columns_are('sequin', 'mappings', ARRAY['collection_id', 'target_table', 'columns',
-    'conflict_columns', 'keep_on_conflict', 'order_column', 'on_delete', 'required']);
+    'conflict_columns', 'keep_on_conflict', 'order_column', 'on_delete', 'required',
+    'parent', 'list_source', 'parent_key_columns']);
+SELECT col_type_is('sequin', 'mappings', 'parent', 'text', 'mappings.parent: text');
+SELECT fk_ok('sequin', 'mappings', 'parent', 'sequin', 'mappings', 'collection_id');
+SELECT col_type_is('sequin', 'mappings', 'list_source', 'jsonb', 'mappings.list_source: jsonb (a source)');
+SELECT col_type_is('sequin', 'mappings', 'parent_key_columns', 'text[]', 'mappings.parent_key_columns: text[]');
 SELECT col_is_pk('sequin', 'mappings', 'collection_id', 'collection_id is the key');
 SELECT col_type_is('sequin', 'mappings', 'target_table', 'regclass', 'mappings.target_table: regclass');
 SELECT col_type_is('sequin', 'mappings', 'columns', 'jsonb', 'mappings.columns: jsonb');

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION sequin_upsert UPDATE from 0.1.0, 0.2.0 and 0.3.0 on databases holding
-# mappings, staged rows and tombstones as those releases wrote them (text keys and
-# versions): nothing is lost, the tombstones still bind, and everything works afterwards.
+# ALTER EXTENSION sequin_upsert UPDATE from 0.1.0, 0.2.0, 0.3.0 and 0.4.0 on databases
+# holding mappings, staged rows and tombstones as those releases wrote them (text keys and
+# versions): nothing is lost, the tombstones still bind, and everything works afterwards,
+# child collections (0.5.0) included.
 set -uo pipefail
 # shellcheck source=test/lib/cluster.sh
 source "$(dirname "$0")/../lib/cluster.sh"
 latest=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$SEQUIN_ROOT/sequin_upsert.control")
 
-for from in 0.1.0 0.2.0 0.3.0; do
+for from in 0.1.0 0.2.0 0.3.0 0.4.0; do
     db=sequin_upgrade_${from//./_}
     PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     # The tombstones are written as the old releases wrote them: a text[] key and a text
@@ -26,14 +27,19 @@ SET sequin.apply_mode = deferred;
 INSERT INTO sequin.staging (record) VALUES ('{"id": "c", "collection_id": "subs", "updated_idx": 1, "data": {"plan": "pro"}}');
 SQL
     tap_ok "$from installed" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = "$from"
-    if [[ $from != 0.3.0 ]]; then # 0.3.0's tables serve sequin_upsert as they are
+    if [[ $from != 0.3.0 && $from != 0.4.0 ]]; then # their tables serve sequin_upsert as they are
         out=$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"z\", \"collection_id\": \"subs\", \"updated_idx\": 1}')" 2>&1)
         tap_ok "$from: before the update, a call says to run ALTER EXTENSION ... UPDATE" \
             grep -q "ALTER EXTENSION sequin_upsert UPDATE" <<<"$out"
     fi
-    out=$(psql_q -d $db -c "SELECT * FROM sequin.apply_staging()" 2>&1)
-    tap_ok "$from: before the update, apply_staging says to run ALTER EXTENSION ... UPDATE" \
-        grep -q "ALTER EXTENSION sequin_upsert UPDATE" <<<"$out"
+    if [[ $from != 0.4.0 ]]; then
+        out=$(psql_q -d $db -c "SELECT * FROM sequin.apply_staging()" 2>&1)
+        tap_ok "$from: before the update, apply_staging says to run ALTER EXTENSION ... UPDATE" \
+            grep -q "ALTER EXTENSION sequin_upsert UPDATE" <<<"$out"
+    else
+        tap_ok "$from: before the update, its catalog serves sequin_upsert (no child mappings)" \
+            test "$(psql_q -d $db -c "SELECT skipped FROM sequin.sequin_upsert('{\"id\": \"a\", \"collection_id\": \"subs\", \"updated_idx\": 1}')")" = 1
+    fi
     psql_q -d $db -c "ALTER EXTENSION sequin_upsert UPDATE"
     tap_ok "$from: updated to $latest" test "$(psql_q -d $db -c "SELECT extversion FROM pg_extension WHERE extname = 'sequin_upsert'")" = "$latest"
     tap_ok "$from: the mappings are kept" test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.mappings")" = 2
@@ -51,6 +57,15 @@ SQL
         test "$(psql_q -d $db -c "SELECT count(*) FROM sequin.tombstones WHERE key_hash IS NOT NULL AND key_types IS NOT NULL")" = 2
     tap_ok "$from: upserts are counted in sequin.stats" \
         test "$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"a\", \"collection_id\": \"subs\", \"updated_idx\": 2}')" -c "SELECT updated FROM sequin.stats WHERE collection_id = 'subs'" | tail -1)" = 1
+    psql_q -d $db >/dev/null <<'SQL'
+CREATE TABLE public.items (id text PRIMARY KEY, sub_id text NOT NULL, qty int);
+SELECT sequin.create_mapping('subs:item', 'public.items', '{"id": "id", "sub_id": "$parent.id", "qty": "qty"}',
+    parent => 'subs', list_source => '"data.items"', parent_key_columns => '{sub_id}');
+SQL
+    tap_ok "$from: after the update, a child mapping lands a parent's list" \
+        test "$(psql_q -d $db -c "SELECT * FROM sequin.sequin_upsert('{\"id\": \"a\", \"collection_id\": \"subs\", \"updated_idx\": 9, \"data\": {\"items\": [{\"id\": \"i1\", \"qty\": 1}, {\"id\": \"i2\", \"qty\": 2}]}}')" -c "SELECT string_agg(id || ':' || sub_id || ':' || qty, ' ' ORDER BY id) FROM public.items" | tail -1)" = "i1:a:1 i2:a:2"
+    tap_ok "$from: after the update, the parent of a child mapping cannot be deleted" \
+        bash -c "! psql -X -q -v ON_ERROR_STOP=1 -d $db -c \"DELETE FROM sequin.mappings WHERE collection_id = 'subs'\" 2>/dev/null"
     PGOPTIONS='-c client_min_messages=warning' psql_q -d postgres -c "DROP DATABASE $db"
 done
 tap_done
