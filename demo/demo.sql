@@ -38,7 +38,16 @@ CREATE TABLE stripe.customers (
   updated_idx bigint,
   upstream_updated_at timestamp,
   updated_at timestamp DEFAULT now());
-\echo 'created stripe.subscriptions and stripe.customers'
+-- A subscription's items (data.items.data in Stripe's object) in a table of their own.
+CREATE TABLE stripe.subscription_items (
+  id text PRIMARY KEY,
+  subscription_id text NOT NULL,  -- the parent's key (stripe.subscriptions.id)
+  price_id text,
+  quantity integer,
+  position integer,
+  created timestamptz);
+CREATE INDEX ON stripe.subscription_items (subscription_id);
+\echo 'created stripe.subscriptions, stripe.subscription_items and stripe.customers'
 
 \echo
 \echo '=== 2. Map each collection to its table'
@@ -66,7 +75,18 @@ SELECT sequin.create_mapping(
   keep_on_conflict => '{upstream_id}',
   order_column     => 'updated_idx') \gset
 
-SELECT collection_id, target_table, keep_on_conflict, order_column, on_delete
+-- A child mapping: the list at data.items.data of each subscription record, one row per
+-- element; its columns are read from the element, "$parent.id" from the subscription record.
+SELECT sequin.create_mapping(
+  collection_id      => 'stripe:subscription_item',
+  target_table       => 'stripe.subscription_items',
+  columns            => '{"id": "id", "subscription_id": "$parent.id", "price_id": "price.id",
+                          "quantity": "quantity", "position": "$index", "created": "created"}',
+  parent             => 'stripe:subscription',
+  list_source        => '"data.items.data"',
+  parent_key_columns => '{subscription_id}') \gset
+
+SELECT collection_id, target_table, keep_on_conflict, order_column, on_delete, parent
   FROM sequin.mappings ORDER BY collection_id;
 
 \echo
@@ -89,6 +109,10 @@ SELECT upstream_id, name, email, currency, balance, delinquent, created
 SELECT upstream_id, crm_account_id, metadata FROM stripe.customers ORDER BY created;
 SELECT upstream_id, customer_id, plan_id, quantity, updated_idx, upstream_created_at
   FROM stripe.subscriptions ORDER BY upstream_created_at;
+\echo 'The items of each subscription, from the list inside its record:'
+SELECT s.upstream_id, i.id AS item, i.price_id, i.quantity, i.position, i.created
+  FROM stripe.subscription_items i JOIN stripe.subscriptions s ON s.id = i.subscription_id
+ ORDER BY s.upstream_created_at, i.position;
 
 \echo
 \echo '=== 5a. Update: Acme goes from 3 to 5 seats (a newer updated_idx)'
@@ -106,11 +130,26 @@ SELECT upstream_id, quantity, updated_idx, upstream_updated_at,
   FROM stripe.subscriptions WHERE id = '3b8d6f1a-4c2e-4a9b-9e7d-1f5c3a8b6d01';
 
 \echo
+\echo '=== 5a-items. The next version of Acme lists two items: the seats item changes, a new add-on item'
+\echo 'arrives. Then a later version drops the seats item: its row goes, in the same transaction.'
+\set acme_items '{"id": "3b8d6f1a-4c2e-4a9b-9e7d-1f5c3a8b6d01", "upstream_id": "sub_1PBa2cLkT9wXyZ7qAcme0001", "collection_id": "stripe:subscription", "deleted": false, "provider": "stripe", "updated_idx": 1714570000000, "upstream_created_at": "2024-01-02T11:00:00Z", "upstream_updated_at": "2024-05-01T13:26:40Z", "data": {"id": "sub_1PBa2cLkT9wXyZ7qAcme0001", "object": "subscription", "stripe_customer_id": "cus_Q2mX8kTfY4cLwN", "plan_id": "plan_pro_monthly", "quantity": 6, "items": {"object": "list", "has_more": false, "data": [{"id": "si_wXyZ7qAcme0001", "object": "subscription_item", "created": 1704193200, "price": {"id": "plan_pro_monthly"}, "quantity": 6}, {"id": "si_wXyZ7qAcme0009", "object": "subscription_item", "created": 1714570000, "price": {"id": "plan_support_addon"}, "quantity": 1}]}}}'
+SELECT * FROM sequin.sequin_upsert(:'acme_items');
+SELECT id AS item, price_id, quantity, position FROM stripe.subscription_items
+ WHERE subscription_id = '3b8d6f1a-4c2e-4a9b-9e7d-1f5c3a8b6d01' ORDER BY position;
+SELECT * FROM sequin.sequin_upsert(jsonb_set(jsonb_set(:'acme_items'::jsonb, '{updated_idx}', '1714570000001'),
+    '{data,items,data}', (:'acme_items'::jsonb)->'data'->'items'->'data'->1 || '[]'::jsonb));
+SELECT id AS item, price_id, quantity, position FROM stripe.subscription_items
+ WHERE subscription_id = '3b8d6f1a-4c2e-4a9b-9e7d-1f5c3a8b6d01' ORDER BY position;
+
+\echo
 \echo '=== 5b. Stale replay: send the whole initial load again'
-\echo 'Every record is equal to or older than the stored version: all skipped, nothing changes.'
+\echo 'Every record is equal to or older than the stored version: all skipped, nothing changes'
+\echo '(a skipped subscription touches none of its items either).'
 SELECT * FROM sequin.sequin_upsert((SELECT jsonb_agg(record ORDER BY n) FROM incoming));
 SELECT upstream_id, quantity, updated_idx
   FROM stripe.subscriptions WHERE id = '3b8d6f1a-4c2e-4a9b-9e7d-1f5c3a8b6d01';
+SELECT count(*) AS acme_items FROM stripe.subscription_items
+ WHERE subscription_id = '3b8d6f1a-4c2e-4a9b-9e7d-1f5c3a8b6d01';
 
 \echo
 \echo '=== 5c. Delete: the Pied Piper trial customer is deleted in Stripe'
