@@ -80,6 +80,8 @@ void apply_chunk_rows(Chunk *chunk) {
             winners[record] = chunk->state[record] == Upsert;
         CommandCounterIncrement(); // rows written before have an older command id
         since = GetCurrentCommandId(false);
+        if (chunk->mapping->citus != CitusKind::None)
+            chunk->written = static_cast<bool *>(palloc0(chunk->count + 1));
     }
     apply_with_strategy(chunk, scratch);
     if (winners)

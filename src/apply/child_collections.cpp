@@ -10,6 +10,7 @@
 #include "apply/statement_params.hpp"
 #include "apply/write_races.hpp"
 #include "mapping/mapping_cache.hpp"
+#include "pg/fixed_settings.hpp"
 #include "pg/json_path.hpp"
 #include "pg/kept_plan.hpp"
 #include "pg/stats_counters.hpp"
@@ -146,8 +147,13 @@ void remove_children_of_removed(CompiledMapping *mapping, uint64 removed,
 
 uint64 remove_unlisted(CompiledMapping *child, StatementParams *params, const CallSettings &call) {
     PlanRun how;
+    // Citus writes the parameters' values into the text it sends to the workers with the
+    // session's settings: fixed, unambiguous forms (as run_statement does).
+    int settings = child->citus != CitusKind::None ? enter_fixed_settings() : -1;
     uint64 removed = run_kept_plan(child->remove_unlisted.plan, child->remove_unlisted.sql.c_str(),
                                    params->values, params->nulls, how);
+    if (settings >= 0)
+        leave_fixed_settings(settings);
     child_counts_of(call, child->row.collection_id.c_str())->deleted += removed;
     remove_children_of_removed(child, removed, call);
     return removed;
@@ -272,11 +278,6 @@ void keep_listed_keys(Chunk *chunk) {
 
 void apply_children(Chunk *chunk, const bool *winners, CommandId since) {
     CompiledMapping *mapping = chunk->mapping;
-    if (mapping->citus != CitusKind::None) // distributed after the child mapping was made
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("mapping \"%s\": child collections on Citus tables are not "
-                               "supported yet",
-                               mapping->row.collection_id.c_str())));
     int *applied = static_cast<int *>(palloc(sizeof(int) * (chunk->count + 1)));
     int *removed = static_cast<int *>(palloc(sizeof(int) * (chunk->count + 1)));
     int candidates = 0, removed_count = 0;
@@ -286,9 +287,13 @@ void apply_children(Chunk *chunk, const bool *winners, CommandId since) {
         if (chunk->removed[record])
             removed[removed_count++] = record;
     }
-    // Applied: the parent's row is the one this chunk wrote (a stale record wrote nothing).
+    // Applied: the parent's row is the one this chunk wrote (a stale record wrote nothing):
+    // on Citus, as the upserts returned it; else as the row's xmin and cmin say.
     bool *written = static_cast<bool *>(palloc0(candidates + 1));
-    if (candidates > 0 && !rows_written_since(chunk, applied, candidates, since, written))
+    if (chunk->written)
+        for (int i = 0; i < candidates; i++)
+            written[i] = chunk->written[applied[i]];
+    else if (candidates > 0 && !rows_written_since(chunk, applied, candidates, since, written))
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("mapping \"%s\": child collections need a heap table as parent "
                                "target",

@@ -95,6 +95,8 @@ struct Chunk {
     const char *column;      // being converted, for messages
     int write_attempt;       // of the statement being written (write_isolation.cpp)
     int64 returned_inserted; // Citus: rows the last upsert returned as inserted
+    // Citus, a parent of child collections: the record's row was written (RETURNING).
+    bool *written;
 };
 
 inline Datum *row_values(Chunk *chunk, int record) {
@@ -136,7 +138,8 @@ int same_shard_run(const Chunk *chunk, const int *records, int count);
 
 // ---- citus_values.cpp
 // A Citus target's upsert of records as INSERT ... VALUES ... ON CONFLICT: returns the rows
-// written, and sets returned_inserted to those it inserted.
+// written, and sets returned_inserted to those it inserted (and written[] of a parent of
+// child collections: the records whose rows it returned).
 uint64 execute_values_upsert(Chunk *chunk, const int *records, int count);
 
 // ---- duplicate_keys.cpp

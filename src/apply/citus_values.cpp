@@ -9,6 +9,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 }
@@ -73,6 +74,50 @@ uint64 execute_rows(Chunk *chunk, const int *records, int count, int per_row, co
     return SPI_processed;
 }
 
+// Marks written[] for the records (of one statement: distinct keys) whose rows the statement
+// returned, by key: columns 2.. of each returned row, in key column order.
+void mark_returned_keys(Chunk *chunk, const int *records, int count) {
+    CompiledMapping *mapping = chunk->mapping;
+    int key_count = static_cast<int>(mapping->key_columns.size());
+    // Open addressing over the records' key hashes.
+    int slots = 16;
+    while (slots < 2 * count)
+        slots <<= 1;
+    int *table = static_cast<int *>(palloc(sizeof(int) * slots));
+    memset(table, 0xff, sizeof(int) * slots); // -1: empty
+    for (int i = 0; i < count; i++) {
+        uint32 slot = chunk->keys[records[i]].hash & (slots - 1);
+        while (table[slot] >= 0)
+            slot = (slot + 1) & (slots - 1);
+        table[slot] = i;
+    }
+    Datum *key = static_cast<Datum *>(palloc(sizeof(Datum) * key_count));
+    for (uint64 row = 0; row < SPI_processed; row++) {
+        uint32 hash = 0;
+        for (int k = 0; k < key_count; k++) {
+            bool isnull;
+            key[k] = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, k + 2, &isnull);
+            hash = hash_combine(hash, key_column_hash(mapping, k, key[k]));
+        }
+        for (uint32 slot = hash & (slots - 1); table[slot] >= 0; slot = (slot + 1) & (slots - 1)) {
+            int record = records[table[slot]];
+            if (chunk->keys[record].hash != hash)
+                continue;
+            const Datum *values = row_values(chunk, record);
+            bool equal = true;
+            for (int k = 0; k < key_count && equal; k++) {
+                KeyEquality &eq = mapping->key_equality[k];
+                equal = DatumGetInt32(FunctionCall2Coll(&eq.compare, eq.collation, key[k],
+                                                        values[mapping->key_columns[k]])) == 0;
+            }
+            if (equal) {
+                chunk->written[record] = true;
+                break;
+            }
+        }
+    }
+}
+
 } // namespace
 
 uint64 execute_values_upsert(Chunk *chunk, const int *records, int count) {
@@ -89,8 +134,12 @@ uint64 execute_values_upsert(Chunk *chunk, const int *records, int count) {
     int rows = Max(1, kMaxParams / (per_row + 1)); // several statements past the limit
     uint64 written = 0;
     int64 inserted = 0;
+    for (int i = 0; chunk->written && i < count; i++)
+        chunk->written[records[i]] = false; // a rolled-back attempt's
     for (int start = 0; start < count; start += rows) {
         written += execute_rows(chunk, records + start, Min(rows, count - start), per_row, outputs);
+        if (chunk->written)
+            mark_returned_keys(chunk, records + start, Min(rows, count - start));
         for (uint64 row = 0; row < SPI_processed; row++) {
             bool isnull;
             inserted += DatumGetBool(

@@ -67,6 +67,8 @@ int records_still_to_write(Chunk *chunk, WriteKind kind, const int *&records, in
     for (int i = 0; i < count; i++)
         if (chunk->state[records[i]] == (kind == WriteDelete ? Delete : Upsert))
             still[kept++] = records[i];
+        else if (chunk->written) // its row, returned by the rolled-back attempt, is gone
+            chunk->written[records[i]] = false;
     records = still;
     return kept;
 }

@@ -340,9 +340,6 @@ void resolve_child(CompiledMapping &m, bool deferred_checks, bool resolve_parent
                           "\" is a child whose conflict columns are not all read from its list "
                           "element: a child can be a parent only when its own key is read from "
                           "its element");
-    if (m.citus != CitusKind::None || parent->citus != CitusKind::None)
-        mapping_error(ERRCODE_FEATURE_NOT_SUPPORTED,
-                      "child collections on Citus tables are not supported yet");
     if (m.parent_key_columns.size() != parent->key_columns.size())
         mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
                       "parent_key_columns has " + std::to_string(m.parent_key_columns.size()) +

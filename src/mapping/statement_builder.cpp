@@ -195,8 +195,13 @@ class StatementBuilder {
         }
         // Citus reports rows sent for ON CONFLICT, not rows written: the rows it returns
         // count, each saying whether it was inserted (no updater yet).
-        if (m_.citus != CitusKind::None)
+        // A parent of child collections: which rows it wrote, by their keys.
+        if (m_.citus != CitusKind::None) {
             s.sql += " RETURNING t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid";
+            if (!m_.children.empty())
+                for (int k : m_.key_columns)
+                    s.sql += ", t." + quote_ident(m_.columns[k].name);
+        }
         m_.values_tail = s.sql.substr(plain.size());
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);

@@ -232,4 +232,114 @@ tap_check race.2 "4 concurrent clients: no deadlock on any node" "0" "$((dl1 - d
 tap_check race.3 "4 concurrent clients: the table is the serial outcome (highest version per key; absent if a delete)" \
     "$(cq -c "SELECT coalesce(string_agg(id || ':p' || v || ':' || v, ',' ORDER BY id), '') FROM (SELECT DISTINCT ON (id) id, v, d FROM race_sent ORDER BY id, v DESC) s WHERE NOT d")" \
     "$(cq -c "SELECT coalesce(string_agg(id || ':' || p || ':' || v, ',' ORDER BY id), '') FROM race")"
+
+# Child collections (issue 14): a distributed parent with a co-located child (distributed by
+# the parent key, which its unique key includes, as Citus requires) and a reference-table
+# child (a list of strings keyed by position), against the same mappings on local tables.
+cq >/dev/null <<'SQL' || exit 1
+CREATE FUNCTION child_setup(p text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE %I (id text PRIMARY KEY, v bigint)', p || 'sub');
+    EXECUTE format('CREATE TABLE %I (sub_id text, id text, qty int CHECK (qty >= 0), pos int, PRIMARY KEY (sub_id, id))', p || 'item');
+    EXECUTE format('CREATE TABLE %I (sub_id text, pos int, tag text, PRIMARY KEY (sub_id, pos))', p || 'tag');
+    PERFORM sequin.create_mapping(p || 'sub', (p || 'sub')::regclass, '{"id": "id", "v": "updated_idx"}', order_column => 'v');
+    PERFORM sequin.create_mapping(collection_id => p || 'item', target_table => (p || 'item')::regclass,
+        columns => '{"sub_id": "$parent.id", "id": "id", "qty": "qty", "pos": "$index"}', parent => p || 'sub',
+        list_source => '"data.items.data"', parent_key_columns => '{sub_id}');
+    PERFORM sequin.create_mapping(collection_id => p || 'tag', target_table => (p || 'tag')::regclass,
+        columns => '{"sub_id": "$parent.id", "pos": "$index", "tag": "$element"}', parent => p || 'sub',
+        list_source => '"data.tags"', parent_key_columns => '{sub_id}');
+END $$;
+CREATE TABLE csub (id text PRIMARY KEY, v bigint);
+SELECT create_distributed_table('csub', 'id');
+CREATE TABLE citem (sub_id text, id text, qty int CHECK (qty >= 0), pos int, PRIMARY KEY (sub_id, id));
+SELECT create_distributed_table('citem', 'sub_id', colocate_with => 'csub');
+CREATE TABLE ctag (sub_id text, pos int, tag text, PRIMARY KEY (sub_id, pos));
+SELECT create_reference_table('ctag');
+DROP TABLE csub, citem, ctag;
+SELECT child_setup('c');
+SELECT create_distributed_table('csub', 'id');
+SELECT create_distributed_table('citem', 'sub_id', colocate_with => 'csub');
+SELECT create_reference_table('ctag');
+SELECT child_setup('l');
+-- n subscriptions s0..s(n-1) at version v: items i0..i(k-1) of each (k = (s + v) % 4, so
+-- lists grow and shrink), tags likewise; every del-th a delete, every stale-th one 10 older.
+CREATE FUNCTION subs(p text, n int, v int, del int DEFAULT 0, stale int DEFAULT 0, bad int DEFAULT -1)
+RETURNS jsonb LANGUAGE sql AS $$
+  SELECT jsonb_agg(jsonb_build_object('collection_id', p || 'sub', 'id', 's' || s,
+           'updated_idx', v - CASE WHEN stale > 0 AND s % stale = 0 THEN 10 ELSE 0 END,
+           'deleted', del > 0 AND s % del = 0,
+           'data', jsonb_build_object(
+             'items', jsonb_build_object('has_more', false, 'data', coalesce((SELECT jsonb_agg(jsonb_build_object('id', 'i' || i,
+                        'qty', CASE WHEN s = bad THEN -1 ELSE v + i END) ORDER BY i) FROM generate_series(0, (s + v) % 4 - 1) i), '[]')),
+             'tags', coalesce((SELECT jsonb_agg('t' || v || '_' || i ORDER BY i) FROM generate_series(0, (s * 7 + v) % 3 - 1) i), '[]'))) ORDER BY s)
+  FROM generate_series(0, n - 1) s $$;
+SQL
+child_rows() {
+    cq -c "SELECT (SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws(' ', id, v), ',' ORDER BY id)), '-') FROM ${1}sub)
+             || ' | ' || (SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws(' ', sub_id, id, qty, pos), ',' ORDER BY sub_id, id)), '-') FROM ${1}item)
+             || ' | ' || (SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws(' ', sub_id, pos, tag), ',' ORDER BY sub_id, pos)), '-') FROM ${1}tag)"
+}
+children_as_local() { # id desc args
+    local got want
+    got=$(cq -c "SELECT concat_ws(' ', inserted, updated, deleted, skipped) FROM sequin.sequin_upsert(subs('c', $3))" 2>&1)
+    want=$(cq -c "SELECT concat_ws(' ', inserted, updated, deleted, skipped) FROM sequin.sequin_upsert(subs('l', $3))" 2>&1)
+    tap_check "$1" "children on Citus, $2: counts as on a local table" "$want" "$got"
+    tap_check "$1r" "children on Citus, $2: parents and children as on a local table" "$(child_rows l)" "$(child_rows c)"
+}
+children_as_local ch.1 "fresh parents with their lists" "300, 1"
+children_as_local ch.2 "newer versions: lists grow and shrink, every 7th deleted" "300, 2, 7"
+children_as_local ch.3 "a replay" "300, 2, 7"
+children_as_local ch.4 "newer versions, every 5th stale (touching no child)" "300, 5, 0, 5"
+children_as_local ch.5 "deleted parents come back newer, two chunks" "1500, 9, 0, 0"
+tap_ok "children on Citus: the co-located child and the reference child hold rows" \
+    test "$(cq -c "SELECT (SELECT count(*) FROM citem) > 500 AND (SELECT count(*) FROM ctag) > 100")" = t
+out=$(cq -c "SELECT * FROM sequin.sequin_upsert(subs('c', 20, 12, 0, 0, 3))" 2>&1)
+tap_ok "children on Citus: a bad element fails its parent's call, named ($out)" \
+    grep -qE 'ERROR:  record 3 \(id "s3", collection_id "csub"\): child collection "citem" element [0-9] \(id "i[0-9]"\): .*violates check constraint' <<<"$out"
+tap_check ch.7 "children on Citus: nothing of the failed call stays" "$(child_rows l)" "$(child_rows c)"
+# Children under 4 concurrent clients on Citus: overlapping parents, late versions, deletes;
+# the end state is each parent's newest version with exactly its list.
+cq >/dev/null <<'SQL' || exit 1
+SELECT child_setup('r');
+SELECT create_distributed_table('rsub', 'id');
+SELECT create_distributed_table('ritem', 'sub_id', colocate_with => 'rsub');
+SELECT create_reference_table('rtag');
+CREATE SEQUENCE rseq;
+CREATE TABLE rsent (sub text, v bigint, record jsonb);
+CREATE FUNCTION rsend() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE batch jsonb := '[]'; r jsonb; p int; late int;
+BEGIN
+    FOR n IN 1..(1 + (random() * 2)::int) LOOP
+        p := (random() * 7)::int;
+        late := (random() < 0.2)::int;
+        r := jsonb_build_object('collection_id', 'rsub', 'id', 's' || p,
+               'updated_idx', (nextval('rseq') - late * 5) * 16 + late * 8 + p, 'deleted', random() < 0.1,
+               'data', jsonb_build_object('items', jsonb_build_object('data', coalesce((SELECT jsonb_agg(jsonb_build_object('id', 'i' || i, 'qty', (random() * 9)::int))
+                         FROM generate_series(1, 4) i WHERE random() < 0.5), '[]'))));
+        batch := batch || r;
+        INSERT INTO rsent VALUES (r->>'id', (r->>'updated_idx')::bigint, r);
+    END LOOP;
+    PERFORM sequin.sequin_upsert(batch);
+END $$;
+SQL
+dl0=$(deadlocks)
+bench_out=$("$SEQUIN_PGBIN/pgbench" -n -h "$dir" -p "$coordinator" -U postgres -c 4 -j 2 -T "${SEQUIN_CITUS_SECONDS:-8}" \
+    --failures-detailed -f <(echo 'SELECT rsend();') postgres 2>&1)
+sleep 1
+dl1=$(deadlocks)
+calls=$(echo "$bench_out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+failed=$(echo "$bench_out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
+echo "# children on Citus, 4 clients over 8 parents: ${calls:-0} calls, ${failed:-?} failed, deadlocks +$((dl1 - dl0))"
+tap_ok "children, 4 concurrent clients: calls ran (${calls:-0})" test "${calls:-0}" -gt 0
+tap_check ch.race.1 "children, 4 concurrent clients: no failed call" "0" "${failed:-missing}"
+tap_check ch.race.2 "children, 4 concurrent clients: no deadlock on any node" "0" "$((dl1 - dl0))"
+tap_check ch.race.3 "children, 4 concurrent clients: each parent holds its newest version's list" \
+    "$(cq -c "SELECT coalesce(string_agg(line, ' ' ORDER BY line), '') FROM (SELECT n.sub || '@' || n.v || ':' || coalesce((SELECT string_agg(i->>'id' || '/' || (i->>'qty'), ',' ORDER BY i->>'id')
+              FROM jsonb_array_elements(n.record->'data'->'items'->'data') i), '') AS line
+              FROM (SELECT DISTINCT ON (sub) sub, v, record FROM rsent ORDER BY sub, v DESC) n WHERE NOT (n.record->>'deleted')::boolean) x")" \
+    "$(cq -c "SELECT coalesce(string_agg(line, ' ' ORDER BY line), '') FROM (SELECT s.id || '@' || s.v || ':' || coalesce((SELECT string_agg(i.id || '/' || i.qty, ',' ORDER BY i.id)
+              FROM ritem i WHERE i.sub_id = s.id), '') AS line FROM rsub s) x")"
+tap_check ch.race.4 "children, 4 concurrent clients: no item outlives its parent" "0" \
+    "$(cq -c "SELECT count(*) FROM ritem i WHERE NOT EXISTS (SELECT FROM rsub s WHERE s.id = i.sub_id)")"
 tap_done
