@@ -190,7 +190,10 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
         // The record's own error (say, from a trigger of the target): running it again as
         // ON CONFLICT would only raise it again, and a call nested in such a trigger would
         // double its time with each level.
-        fail_chunk_record(chunk, scratch[0], nullptr, error);
+        if (skipped_after_all(chunk, WriteInsertPlain, scratch[0]))
+            FreeErrorData(error);
+        else
+            fail_chunk_record(chunk, scratch[0], nullptr, error);
         return 0;
     }
     if (conflict) { // a key deleted meanwhile

@@ -75,6 +75,16 @@ int records_still_to_write(Chunk *chunk, WriteKind kind, const int *&records, in
 
 } // namespace
 
+bool skipped_after_all(Chunk *chunk, WriteKind kind, int record) {
+    if (kind == WriteDelete || chunk->mapping->order_column < 0)
+        return false;
+    int one[1] = {record};
+    lookup_records(chunk, one, 1);
+    if (chunk->state[record] == Upsert)
+        skip_tombstoned_among(chunk, one, 1);
+    return chunk->state[record] != Upsert;
+}
+
 bool is_retryable_deadlock(int sqlstate) {
     return sqlstate == ERRCODE_T_R_DEADLOCK_DETECTED && !IsolationUsesXactSnapshot();
 }
@@ -142,7 +152,10 @@ void write_records(Chunk *chunk, WriteKind kind, const int *records, int count) 
         return;
     }
     if (count == 1) {
-        fail_chunk_record(chunk, records[0], nullptr, error);
+        if (skipped_after_all(chunk, kind, records[0]))
+            FreeErrorData(error);
+        else
+            fail_chunk_record(chunk, records[0], nullptr, error);
         return;
     }
     FreeErrorData(error);

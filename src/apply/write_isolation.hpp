@@ -65,6 +65,12 @@ template <typename Fn> ErrorData *try_in_subtransaction(Fn &&fn, Retries retries
 // Adds what a successful write of records as kind did to the call's counts.
 void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, uint64 written);
 
+// A record whose write failed on its own values (a CHECK, say) that is stale after all: its
+// key is stored, or deleted, with a version as new (a write that was not looked up first
+// meets the table's constraints before the conflict). Looks it up; true when it is skipped
+// now, as it would have been, sent alone.
+bool skipped_after_all(Chunk *chunk, WriteKind kind, int record);
+
 // Writes records as kind in a subtransaction, counting what was written; a deadlock victim
 // runs again; a failing write is split in halves down to the bad record, which fails.
 void write_records(Chunk *chunk, WriteKind kind, const int *records, int count);
