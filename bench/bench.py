@@ -4,6 +4,9 @@
   bash bench/run [--n N] [--batch B] [--runs R] [--smoke]      the comparison
   bash bench/run --scale [--scale-max N] [--batch B] [--runs R] scaling and memory
   bash bench/run --concurrent [--seconds S]                     concurrent writers
+  bash bench/run --citus [--n N] [--batch B] [--runs R]          on Citus (bench/citus.sh)
+  bash bench/run --children [--n N] [--batch B] [--runs R]       child collections
+                 (bench/children.sh; --children --help lists its options)
 
 Installs what is missing, builds and installs the extension, starts a throwaway
 PostgreSQL 15 cluster (or uses the server the PG* variables point at), and works in a

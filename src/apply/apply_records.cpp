@@ -310,9 +310,18 @@ void apply_mapping_group(CompiledMapping *mapping, const Group &group, const Inp
     int single_end = group.count;
     int *ends = &single_end;
     Group sorted = group;
-    if (group.count > batch)
+    if (group.count > batch && mapping->is_child) {
+        // A child's records (list elements) have no version: applied in chunks in their
+        // order, later ones win as within a chunk. (Their rows are written under their
+        // parents' row locks.)
+        chunk_count = (group.count + batch - 1) / batch;
+        ends = static_cast<int *>(palloc(sizeof(int) * chunk_count));
+        for (int c = 0; c < chunk_count; c++)
+            ends[c] = Min(group.count, (c + 1) * batch);
+    } else if (group.count > batch) {
         ends =
             sort_group_by_key(&sorted, mapping, records, call, chunk_context, batch, &chunk_count);
+    }
     for (int c = 0, start = 0; c < chunk_count; start = ends[c++]) {
         MemoryContext old = MemoryContextSwitchTo(chunk_context);
         Chunk chunk = make_chunk(mapping, call, records, sorted.members + start, ends[c] - start);

@@ -147,6 +147,7 @@ void remove_children_of_removed(CompiledMapping *mapping, uint64 removed,
 
 uint64 remove_unlisted(CompiledMapping *child, StatementParams *params, const CallSettings &call) {
     PlanRun how;
+    how.nested_loop_only = child->remove_unlisted.join_in_batch_order;
     // Citus writes the parameters' values into the text it sends to the workers with the
     // session's settings: fixed, unambiguous forms (as run_statement does).
     int settings = child->citus != CitusKind::None ? enter_fixed_settings() : -1;
@@ -281,8 +282,12 @@ void apply_children(Chunk *chunk, const bool *winners, CommandId since) {
     int *applied = static_cast<int *>(palloc(sizeof(int) * (chunk->count + 1)));
     int *removed = static_cast<int *>(palloc(sizeof(int) * (chunk->count + 1)));
     int candidates = 0, removed_count = 0;
+    // Nothing was written without a transaction id (a replay); a record found stale by the
+    // look-up wrote nothing.
+    bool wrote = TransactionIdIsValid(GetTopTransactionIdIfAny());
     for (int record = 0; record < chunk->count; record++) {
-        if (winners[record] && !chunk->failed[record])
+        bool stale = chunk->stored[record] && !chunk->stored_older[record];
+        if (wrote && winners[record] && !chunk->failed[record] && !stale)
             applied[candidates++] = record;
         if (chunk->removed[record])
             removed[removed_count++] = record;

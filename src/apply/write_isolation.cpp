@@ -31,7 +31,7 @@ void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, 
     case WriteUpsert: {
         // One statement inserts and updates: what it inserted is counted in the table (a key
         // stored at the look-up may have been deleted since), or from Citus's RETURNING.
-        int64 inserted = chunk->mapping->citus != CitusKind::None
+        int64 inserted = chunk->mapping->citus != CitusKind::None || chunk->mapping->is_child
                              ? chunk->returned_inserted
                              : count_inserted_here(chunk, records, count, nullptr);
         if (inserted < 0) { // not a heap: by the look-up

@@ -98,6 +98,17 @@ Strategy choose_strategy(Chunk *chunk, int *scratch, LastChunk last) {
         if (stored)
             return Strategy::LookUpFirst;
     }
+    // The update-first MERGE converts every record and runs before anything is looked up: the
+    // first record is looked up first, so that a replay (its first record stale) is looked up
+    // as a whole, not converted and merged for nothing.
+    if (strategy == Strategy::UpdateFirst && chunk->mapping->order_column >= 0) {
+        int count = select_records(chunk, scratch, is_upsert);
+        if (count > 0) {
+            run_lookups(chunk, [&] { lookup_records(chunk, scratch, 1); });
+            if (chunk->state[scratch[0]] != Upsert)
+                return Strategy::LookUpFirst;
+        }
+    }
     return strategy;
 }
 
@@ -137,6 +148,13 @@ bool citus_upsert_first(Chunk *chunk, int *scratch, LastChunkEntry *memory) {
 
 void apply_with_strategy(Chunk *chunk, int *scratch) {
     CompiledMapping *mapping = chunk->mapping;
+    // A child's records are upserts without a version or tombstones: written at once, in key
+    // order, by INSERT ... ON CONFLICT DO UPDATE (inserts counted in the table).
+    if (mapping->is_child && mapping->citus == CitusKind::None) {
+        convert_chunk(chunk, convert_values);
+        write_chunk(chunk, scratch);
+        return;
+    }
     LastChunkEntry *memory = last_chunk_entry(*mapping);
     if (mapping->citus != CitusKind::None && citus_upsert_first(chunk, scratch, memory))
         return;

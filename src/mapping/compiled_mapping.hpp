@@ -152,6 +152,12 @@ struct CompiledMapping {
                 &tomb_insert, &merge_write, &merge_upserts, &shard_of,     &remove_unlisted};
     }
 
+    // The target's size when the statements were planned (a local heap table): plans made
+    // while it was empty, say, would scan it whole once it has grown; the mapping is compiled
+    // anew when the table has grown well past it (mapping_cache.cpp).
+    bool tracks_size = false;
+    BlockNumber planned_blocks = 0;
+
     MemoryContext context = nullptr; // value types, FmgrInfo caches
     bool stale = false;              // the catalog or the target changed: recompile
     int pins = 0;                    // calls using it (mapping_cache.hpp)

@@ -4,7 +4,11 @@
 #include "pg/error_boundary.hpp"
 
 extern "C" {
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "storage/bufmgr.h"
+#include "utils/rel.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
@@ -50,6 +54,25 @@ Oid catalog_oid() {
     });
 }
 
+// The number of blocks of a local table (not guarded: the caller guards).
+BlockNumber table_blocks(Oid relid) {
+    Relation rel = table_open(relid, AccessShareLock);
+    BlockNumber blocks = RelationGetNumberOfBlocks(rel);
+    table_close(rel, AccessShareLock);
+    return blocks;
+}
+
+// Has the target grown so much since the statements were planned that their plans may no
+// longer fit it? (PostgreSQL remakes a kept generic plan only when the table's definition or
+// statistics change, not as it grows.)
+bool outgrown(const CompiledMapping &m) {
+    if (!m.tracks_size)
+        return false;
+    Oid relid = m.row.target_table;
+    BlockNumber blocks = pg_guard([&] { return table_blocks(relid); });
+    return blocks > 2 * m.planned_blocks + 2;
+}
+
 } // namespace
 
 CompiledMapping *mapping_for(const std::string &collection_id) {
@@ -63,7 +86,7 @@ CompiledMapping *mapping_for(const std::string &collection_id) {
     }
     auto found = cache.find(collection_id);
     if (found != cache.end()) {
-        if (!found->second->stale)
+        if (!found->second->stale && !outgrown(*found->second))
             return found->second.get();
         if (found->second->pins) // in use by an outer call: free it at transaction end
             retired.push_back(std::move(found->second));
@@ -71,6 +94,12 @@ CompiledMapping *mapping_for(const std::string &collection_id) {
     }
     MappingRow row = fetch_mapping_row(collection_id);
     std::unique_ptr<CompiledMapping> compiled = compile_mapping(row, false, true);
+    if (compiled->citus == CitusKind::None &&
+        pg_guard([&] { return get_rel_relkind(row.target_table) == RELKIND_RELATION; })) {
+        compiled->tracks_size = true;
+        Oid relid = row.target_table;
+        compiled->planned_blocks = pg_guard([&] { return table_blocks(relid); });
+    }
     pg_guard(
         [&] { elog(DEBUG1, "sequin_upsert: compiled mapping \"%s\"", collection_id.c_str()); });
     CompiledMapping *result = compiled.get();

@@ -196,12 +196,13 @@ class StatementBuilder {
         // Citus reports rows sent for ON CONFLICT, not rows written: the rows it returns
         // count, each saying whether it was inserted (no updater yet).
         // A parent of child collections: which rows it wrote, by their keys.
-        if (m_.citus != CitusKind::None) {
+        // A child's upserts (no version: every one writes) count their inserts the same way,
+        // rather than by a probe of each row afterwards.
+        if (m_.citus != CitusKind::None || m_.is_child)
             s.sql += " RETURNING t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid";
-            if (!m_.children.empty())
-                for (int k : m_.key_columns)
-                    s.sql += ", t." + quote_ident(m_.columns[k].name);
-        }
+        if (m_.citus != CitusKind::None && !m_.children.empty())
+            for (int k : m_.key_columns)
+                s.sql += ", t." + quote_ident(m_.columns[k].name);
         m_.values_tail = s.sql.substr(plain.size());
         if (m_.order_column >= 0) {
             std::string col = quote_ident(order().name);
@@ -337,20 +338,34 @@ class StatementBuilder {
                             " " + typed(c, "u." + alias);
         }
         std::string parents = batch_rows(params, aliases);
-        params.clear();
-        aliases.clear();
-        std::string returning;
+        // The keys listed: one hashed set (a subplan, not a join, so that the join with the
+        // parents stays a nested loop probing their index), under the key's equality when one
+        // operator serves every key column; else an anti-join.
+        std::string listed, row, returning, equality;
+        bool one_operator = true;
         for (size_t k = 0; k < m_.key_columns.size(); k++) {
             const MappedColumn &c = m_.columns[m_.key_columns[k]];
             add_column_param(s, c);
             s.arg_descriptions.back() = "listed key " + s.arg_descriptions.back();
-            params += (params.empty() ? "$" : ", $") + std::to_string(s.arg_types.size());
-            aliases += (aliases.empty() ? "k" : ", k") + std::to_string(k + 1);
-            returning += (returning.empty() ? " RETURNING t." : ", t.") + quote_ident(c.name);
+            std::string param = "$" + std::to_string(s.arg_types.size());
+            std::string collate = k < m_.key_collate_sql.size() ? m_.key_collate_sql[k] : "";
+            listed += (k ? ", " : "") + std::string("pg_catalog.unnest(") + param + ")" +
+                      (c.param_as_text ? "::" + type_sql(c.type->type_oid) : "") + collate;
+            row += (k ? ", t." : "t.") + quote_ident(c.name) + collate;
+            returning += (k ? ", t." : " RETURNING t.") + quote_ident(c.name);
+            std::string op = key_equality_sql(k, c);
+            one_operator = one_operator && (k == 0 || op == equality);
+            equality = op;
+            params += (k ? ", " : "") + param;
+            aliases += (k ? ", k" : "k") + std::to_string(k + 1);
         }
+        std::string not_listed =
+            one_operator ? "NOT ((" + row + ") " + equality + " ANY (SELECT " + listed + "))"
+                         : "NOT EXISTS (SELECT FROM " + batch_rows(params, aliases, "e") +
+                               " WHERE " + key_match("t", "e.k") + ")";
+        s.join_in_batch_order = true; // probes of the parent key columns' index
         s.sql = "DELETE FROM " + m_.target_name + " AS t USING " + parents + " WHERE " +
-                parent_match + " AND NOT EXISTS (SELECT FROM " + batch_rows(params, aliases, "e") +
-                " WHERE " + key_match("t", "e.k") + ")" + (m_.children.empty() ? "" : returning);
+                parent_match + " AND " + not_listed + (m_.children.empty() ? "" : returning);
     }
 
     // Tombstones: plain values only (text, arrays, integers), so that running as the

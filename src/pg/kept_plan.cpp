@@ -33,12 +33,14 @@ uint64 run_kept_plan(SPIPlanPtr plan, const char *what, Datum *values, const cha
                      const PlanRun &how) {
     MemoryContext context = CurrentMemoryContext;
     // The plan is made (or remade) at execution, under these settings: a join with the
-    // batch can then only be a nested loop over it. On error, the (sub)transaction's abort
-    // restores the settings.
+    // batch can then only be a nested loop over it, probing the table's index (a generic plan
+    // made while the table was empty would otherwise scan it whole for each row of the batch
+    // once it has grown: the plan is not remade before the next ANALYZE). On error, the
+    // (sub)transaction's abort restores the settings.
     int guc_level = -1;
     if (how.nested_loop_only) {
         guc_level = NewGUCNestLevel();
-        for (const char *setting : {"enable_hashjoin", "enable_mergejoin"})
+        for (const char *setting : {"enable_hashjoin", "enable_mergejoin", "enable_seqscan"})
             (void)set_config_option(setting, "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
                                     true, 0, false);
     }

@@ -20,8 +20,9 @@ void free_kept_plan(SPIPlanPtr *slot);
 
 // How run_kept_plan runs a plan.
 struct PlanRun {
-    Oid as_user = InvalidOid;      // the extension's bookkeeping: run as this role
-    bool nested_loop_only = false; // a join with the batch visits (and locks) rows in its order
+    Oid as_user = InvalidOid; // the extension's bookkeeping: run as this role
+    // A join with the batch visits (and locks) rows in its order, by index probes.
+    bool nested_loop_only = false;
     bool read_only = false;
     long max_rows = 0; // 0: all
 };
