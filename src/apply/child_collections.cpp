@@ -295,7 +295,9 @@ void apply_children(Chunk *chunk, const bool *winners, CommandId since) {
     // Applied: the parent's row is the one this chunk wrote (a stale record wrote nothing):
     // on Citus, as the upserts returned it; else as the row's xmin and cmin say.
     bool *written = static_cast<bool *>(palloc0(candidates + 1));
-    if (chunk->written)
+    if (chunk->all_upserts_written)
+        memset(written, 1, candidates);
+    else if (chunk->written)
         for (int i = 0; i < candidates; i++)
             written[i] = chunk->written[applied[i]];
     else if (candidates > 0 && !rows_written_since(chunk, applied, candidates, since, written))

@@ -97,6 +97,7 @@ struct Chunk {
     int64 returned_inserted; // Citus: rows the last upsert returned as inserted
     // Citus, a parent of child collections: the record's row was written (RETURNING).
     bool *written;
+    bool all_upserts_written; // the chunk's upserts were all written (no probe needed)
 };
 
 inline Datum *row_values(Chunk *chunk, int record) {

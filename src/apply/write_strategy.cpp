@@ -13,6 +13,7 @@
 // strategy writes the same rows: the choice is only about speed, so the memory of past chunks is a
 // per-backend hint kept here, keyed by target table and collection, not in the cached mapping.
 #include "apply/chunk.hpp"
+#include "apply/statement_params.hpp"
 #include "apply/tombstones.hpp"
 #include "apply/write_races.hpp"
 #include "apply/write_isolation.hpp"
@@ -144,18 +145,97 @@ bool citus_upsert_first(Chunk *chunk, int *scratch, LastChunkEntry *memory) {
     return true;
 }
 
+// A child's records are upserts without a version or tombstones: written at once by INSERT ...
+// ON CONFLICT DO UPDATE (its inserts counted from RETURNING), in list order: the rows of a
+// parent's list are written under the parent row's lock, and lie together in the table as
+// they were inserted, so that they are visited in the table's order. After a chunk of new
+// keys (a fresh load) a plain INSERT is tried first, which skips ON CONFLICT's probe of the
+// index before each row; if a key exists after all, it fails as a whole and the upsert runs.
+// Updates the stored rows of records (a child chunk's upserts): one UPDATE, without the
+// lock that ON CONFLICT takes before it updates. Returns the records left to insert, moved to
+// the front of records. On an error (a record's), nothing is updated: all are left.
+int update_listed_rows(Chunk *chunk, int *records, int count) {
+    CompiledMapping *mapping = chunk->mapping;
+    bool *updated = static_cast<bool *>(palloc0(chunk->count + 1));
+    uint64 rows = 0;
+    ErrorData *error = try_in_subtransaction(
+        [&] {
+            StatementParams params;
+            params_init(&params, chunk);
+            for (int i = 0; i < chunk->column_count; i++)
+                if (!mapping->columns[i].is_now)
+                    add_param(&params, column_array(chunk, i, records, count));
+            add_param(&params, record_number_array(records, count));
+            rows = run_statement(chunk, mapping->update_listed, &params, false);
+            for (uint64 row = 0; row < rows; row++) {
+                bool isnull;
+                updated[DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+                                                    1, &isnull))] = true;
+            }
+            SPI_freetuptable(SPI_tuptable);
+        },
+        Retries::WriteRaces);
+    if (error) { // found record by record by the upsert
+        FreeErrorData(error);
+        return count;
+    }
+    chunk->call->counts->updated += static_cast<int64>(rows);
+    int left = 0;
+    for (int i = 0; i < count; i++) {
+        if (updated[records[i]])
+            chunk->state[records[i]] = Done;
+        else
+            records[left++] = records[i];
+    }
+    return left;
+}
+
+void write_child_chunk(Chunk *chunk, int *scratch, LastChunkEntry *memory) {
+    convert_chunk(chunk, convert_values);
+    int count = select_records(chunk, scratch, is_upsert);
+    if (count == 0)
+        return;
+    ApplyCounts *counts = chunk->call->counts;
+    // Unless the last chunk was all new keys (a fresh load), the stored rows are updated first.
+    bool updated_some = false;
+    if (memory->last != LastChunk::NewKeys) {
+        int left = update_listed_rows(chunk, scratch, count);
+        updated_some = left < count;
+        count = left;
+        if (count == 0) {
+            memory->last = LastChunk::StoredKeys;
+            return;
+        }
+    }
+    uint64 written = 0;
+    ErrorData *error = try_in_subtransaction(
+        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); },
+        Retries::WriteRaces);
+    if (!error) {
+        counts->inserted += written;
+        counts->skipped += count - static_cast<int64>(written); // a BEFORE trigger's NULL
+        for (int i = 0; i < count; i++)
+            chunk->state[scratch[i]] = Done;
+        memory->last = updated_some ? LastChunk::Mixed : LastChunk::NewKeys;
+        return;
+    }
+    // A key stored after all (or a record's error, found by the upsert): upserted.
+    FreeErrorData(error);
+    write_records(chunk, WriteUpsert, scratch, count);
+    for (int i = 0; i < count; i++)
+        chunk->state[scratch[i]] = Done;
+    memory->last = LastChunk::Mixed;
+}
+
 } // namespace
 
 void apply_with_strategy(Chunk *chunk, int *scratch) {
     CompiledMapping *mapping = chunk->mapping;
-    // A child's records are upserts without a version or tombstones: written at once, in key
-    // order, by INSERT ... ON CONFLICT DO UPDATE (inserts counted in the table).
+    LastChunkEntry *memory = last_chunk_entry(*mapping);
     if (mapping->is_child && mapping->citus == CitusKind::None) {
-        convert_chunk(chunk, convert_values);
-        write_chunk(chunk, scratch);
+        write_child_chunk(chunk, scratch, memory);
         return;
     }
-    LastChunkEntry *memory = last_chunk_entry(*mapping);
     if (mapping->citus != CitusKind::None && citus_upsert_first(chunk, scratch, memory))
         return;
     Strategy strategy = choose_strategy(chunk, scratch, memory->last);
@@ -167,8 +247,10 @@ void apply_with_strategy(Chunk *chunk, int *scratch) {
         converted = true;
         int count = select_records(chunk, scratch, is_upsert);
         ErrorData *error;
-        if (update_all_merged(chunk, scratch, count, &error))
-            return;                // every key stored older: the memory stays
+        if (update_all_merged(chunk, scratch, count, &error)) {
+            chunk->all_upserts_written = true;
+            return; // every key stored older: the memory stays
+        }
         if (error && count == 1) { // the record's own error, which it would only meet again
             fail_chunk_record(chunk, scratch[0], nullptr, error);
             return;

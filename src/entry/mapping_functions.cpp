@@ -147,6 +147,8 @@ void explain_local(ReturnSetInfo *rsinfo, const std::string &collection,
         {"tombstones for deletes (looked up in C by (collection_id, key_hash), compared as typed "
          "values with the caller's rights)",
          "extension owner", &m->tomb_insert},
+        {"elements as updates of their stored rows (the others are inserted next)", "caller",
+         &m->update_listed},
         {"rows of applied parents not in their lists, and of deleted parents (one statement per "
          "chunk of parents)",
          "caller", &m->remove_unlisted},

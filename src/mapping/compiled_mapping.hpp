@@ -146,10 +146,13 @@ struct CompiledMapping {
     // Child: the rows of some parents (parent key arrays) whose keys are not among the given
     // keys (child key arrays), deleted; RETURNING their keys when this mapping has children.
     PreparedStatement remove_unlisted;
+    // Child: its elements as updates of stored rows, RETURNING the record numbers it updated.
+    PreparedStatement update_listed;
 
-    std::array<PreparedStatement *, 10> statements() {
-        return {&lookup,      &upsert,      &insert_new,    &insert_plain, &remove,
-                &tomb_insert, &merge_write, &merge_upserts, &shard_of,     &remove_unlisted};
+    std::array<PreparedStatement *, 11> statements() {
+        return {&lookup,   &upsert,          &insert_new,   &insert_plain,
+                &remove,   &tomb_insert,     &merge_write,  &merge_upserts,
+                &shard_of, &remove_unlisted, &update_listed};
     }
 
     // The target's size when the statements were planned (a local heap table): plans made

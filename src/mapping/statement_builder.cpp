@@ -217,6 +217,8 @@ class StatementBuilder {
             m_.insert_new.sql = insert + "NOTHING";
             m_.insert_new.arg_types = s.arg_types;
             m_.insert_new.arg_descriptions = s.arg_descriptions;
+        }
+        if (m_.order_column >= 0 || m_.is_child) { // a child's: after a chunk of new keys
             m_.insert_plain.sql = plain;
             m_.insert_plain.arg_types = s.arg_types;
             m_.insert_plain.arg_descriptions = s.arg_descriptions;
@@ -251,6 +253,24 @@ class StatementBuilder {
         u.arg_descriptions = w.arg_descriptions;
         u.sql = head + upserts;
         u.join_in_batch_order = true;
+        if (m_.is_child && m_.citus == CitusKind::None) {
+            // A child's elements as updates of the rows stored (no version to guard): the
+            // record numbers of the rows it updated; the others are inserted next.
+            PreparedStatement &c = m_.update_listed;
+            c.arg_types = m_.upsert.arg_types;
+            c.arg_descriptions = m_.upsert.arg_descriptions;
+            add_param(c, INT4ARRAYOID, "record number integer[]");
+            c.sql =
+                "UPDATE " + m_.target_name + " AS t SET " + update_set + " FROM " +
+                batch_rows(params + ", $" + std::to_string(c.arg_types.size()), aliases + ", i") +
+                " WHERE " +
+                key_match_by("t",
+                             [](size_t, const MappedColumn &col) {
+                                 return "u.a" + std::to_string(col.param_number);
+                             }) +
+                " RETURNING u.i";
+            c.join_in_batch_order = true;
+        }
     }
 
     void build_lookup() {
