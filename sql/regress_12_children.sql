@@ -152,6 +152,27 @@ SELECT try($$UPDATE sequin.mappings SET parent = 'ch:tier', list_source = '"x"',
     WHERE collection_id = 'ch:item'$$);
 -- Only a parent's own records are accepted, and a top-level mapping has no list.
 SELECT try($$UPDATE sequin.mappings SET parent = NULL WHERE collection_id = 'ch:tag'$$);
+-- A parent's change is checked against its children: a key of another type is refused.
+CREATE TABLE ch.subs_int (id int PRIMARY KEY, customer text, v bigint);
+SELECT try($$UPDATE sequin.mappings SET target_table = 'ch.subs_int' WHERE collection_id = 'ch:sub'$$);
+-- A child's parent key column must compare as the parent's unique index does.
+CREATE COLLATION ch.nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE ch.psub (id text COLLATE ch.nocase PRIMARY KEY, v bigint);
+CREATE TABLE ch.pitem (id text PRIMARY KEY, sub_id text NOT NULL);
+SELECT sequin.create_mapping('ch:psub', 'ch.psub', '{"id": "id", "v": "updated_idx"}', order_column => 'v');
+SELECT try($$SELECT sequin.create_mapping(collection_id => 'ch:pitem', target_table => 'ch.pitem',
+    columns => '{"id": "id", "sub_id": "$parent.id"}', parent => 'ch:psub', list_source => '"items"',
+    parent_key_columns => '{sub_id}')$$);
+-- Elements of a list of objects that are not objects.
+SELECT try($$SELECT sequin.sequin_upsert(jsonb_set(ch.sub('e', 1, ''), '{data,items,data}', '["si_x", 3]'))$$);
+-- conflict_columns in another order than the unique index's columns.
+CREATE TABLE ch.slots (sub_id text, pos int, tag text, PRIMARY KEY (sub_id, pos));
+SELECT sequin.create_mapping(collection_id => 'ch:slot', target_table => 'ch.slots',
+    columns => '{"sub_id": "$parent.data.id", "pos": "$index", "tag": "$element"}', conflict_columns => '{pos,sub_id}',
+    parent => 'ch:sub', list_source => '"data.tags"', parent_key_columns => '{sub_id}');
+SELECT * FROM sequin.sequin_upsert(ch.sub('s', 1, '', 'a,b,c'));
+SELECT * FROM sequin.sequin_upsert(ch.sub('s', 2, '', 'd'));
+SELECT string_agg(pos || ':' || tag, ' ' ORDER BY pos) AS slots FROM ch.slots WHERE sub_id = 's';
 -- A parent cannot be deleted while children name it.
 SELECT try($$DELETE FROM sequin.mappings WHERE collection_id = 'ch:item'$$);
 SELECT count(*) AS mappings FROM sequin.mappings;

@@ -115,6 +115,14 @@ void convert_identity(Chunk *chunk, int record) {
     bool *nulls = row_nulls(chunk, record);
     chunk->column = nullptr;
 
+    // A list element whose columns are read from its keys must be an object ("$element" and
+    // "$index" read any).
+    if (mapping->is_child && !input.record &&
+        mapping->identity_keys.size() + mapping->value_keys.size() > 1)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("the list element is a JSON %s, not an object",
+                        json_type_name(chunk->call->elements[chunk->members[record]].element))));
     find_top_values(chunk, input, mapping->identity_keys);
     // A list element is upserted whatever it says: its row goes only with its list or parent.
     bool is_delete = !mapping->is_child && record_is_delete(chunk);

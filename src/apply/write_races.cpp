@@ -22,6 +22,8 @@ extern "C" {
 #include "utils/snapmgr.h"
 }
 
+#include <algorithm>
+
 namespace sequin {
 
 namespace {
@@ -68,6 +70,10 @@ ScanKeyData *key_scan_keys(Chunk *chunk, int record) {
                                InvalidOid, equality.collation, equality.equality_proc,
                                values[mapping->key_columns[k]]);
     }
+    // A btree scan wants its keys in the index's column order, which conflict_columns need
+    // not follow.
+    std::sort(keys, keys + key_count,
+              [](const ScanKeyData &a, const ScanKeyData &b) { return a.sk_attno < b.sk_attno; });
     return keys;
 }
 

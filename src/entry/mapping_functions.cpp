@@ -38,6 +38,8 @@ SEQUIN_FUNCTION(sequin_validate_mapping) {
     });
     sequin::MappingRow row = sequin::mapping_row_of(tuple, desc);
     sequin::compile_mapping(row, deferred, !deferred); // prepares to prove the SQL plans
+    if (!deferred && TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+        sequin::check_child_mappings(row);
     sequin::pg_guard([] { SPI_finish(); });
     return PointerGetDatum(tuple);
 }

@@ -254,6 +254,16 @@ parse_columns_in_server_encoding(const std::string &json) {
     return parsed;
 }
 
+// While a parent mapping's new row is validated, its children are checked against it, not
+// against the row still in the catalog (check_child_mappings).
+const MappingRow *parent_being_written = nullptr;
+
+MappingRow parent_row_of(const MappingRow &row) {
+    if (parent_being_written && parent_being_written->collection_id == *row.parent)
+        return *parent_being_written;
+    return fetch_mapping_row(*row.parent);
+}
+
 // The parents above row, nearest first, up to a cycle or too deep a nesting.
 void check_parent_chain(const MappingRow &row) {
     std::string at = *row.parent;
@@ -333,7 +343,7 @@ void resolve_child(CompiledMapping &m, bool deferred_checks, bool resolve_parent
         return;
     check_parent_chain(row);
     std::unique_ptr<CompiledMapping> parent =
-        compile_mapping(fetch_mapping_row(*row.parent), false, false, false);
+        compile_mapping(parent_row_of(row), false, false, false);
     if (parent->is_child && !parent->key_from_element)
         mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
                       "parent \"" + *row.parent +
@@ -363,10 +373,46 @@ void resolve_child(CompiledMapping &m, bool deferred_checks, bool resolve_parent
                               type_display(column.type->type_oid, -1) + "; conflict column \"" +
                               key.name + "\" of parent \"" + *row.parent + "\" is of type " +
                               type_display(key.type->type_oid, -1) + ": they must be the same");
+        // The rows of a parent are found by its key under the parent's unique index: the child
+        // column must tell keys apart as that index does (a case-insensitive key, say).
+        Oid child_collation = pg_guard([&] {
+            Oid type, collation;
+            int32 typmod;
+            get_atttypetypmodcoll(row.target_table, column.attnum, &type, &typmod, &collation);
+            return collation;
+        });
+        Oid parent_collation =
+            k < parent->key_equality.size() ? parent->key_equality[k].collation : InvalidOid;
+        if (OidIsValid(parent_collation) && parent_collation != child_collation)
+            mapping_error(ERRCODE_COLLATION_MISMATCH,
+                          "parent key column \"" + column.name +
+                              "\" does not have the collation that the unique index of parent \"" +
+                              *row.parent + "\" compares conflict column \"" + key.name +
+                              "\" with (" +
+                              pg_guard([&] { return get_collation_name(parent_collation); }) +
+                              "): give it that collation");
     }
 }
 
 } // namespace
+
+void check_child_mappings(const MappingRow &row) {
+    if (!row.catalog_has_children)
+        return;
+    struct Restore {
+        ~Restore() { parent_being_written = nullptr; }
+    } restore;
+    parent_being_written = &row;
+    for (const std::string &child : fetch_child_collections(row.collection_id)) {
+        try {
+            compile_mapping(fetch_mapping_row(child), false, false, true);
+        } catch (const PgError &e) {
+            throw PgError(e.sqlstate(), "mapping \"" + row.collection_id +
+                                            "\" cannot change so: its child mapping says " +
+                                            e.what());
+        }
+    }
+}
 
 void StoredPath::set(std::vector<std::string> new_keys, const std::vector<int> &array_indexes) {
     keys = std::move(new_keys);

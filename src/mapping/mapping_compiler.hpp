@@ -17,4 +17,8 @@ namespace sequin {
 std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool deferred_checks,
                                                  bool prepare, bool resolve_parent = true);
 
+// The child mappings of row (a mapping being changed) checked against it: its key, types and
+// target must still be theirs. Throws PgError naming the child's problem.
+void check_child_mappings(const MappingRow &row);
+
 } // namespace sequin
