@@ -25,6 +25,11 @@ namespace sequin {
 
 namespace {
 
+// The elements of a chunk of parents' lists are applied as one chunk of the child mapping up
+// to this many times sequin.batch_size elements: duplicate keys in the lists then meet in one
+// chunk, as a parent's duplicates do.
+constexpr int kChildChunkBatches = 10;
+
 // Records of one collection, in input order.
 struct Group {
     const char *collection;
@@ -130,10 +135,11 @@ void hold_failure(void *arg, int index, int sqlstate, const char *message) {
     held->failures[held->count++] = {index, sqlstate, pstrdup(message)};
 }
 
-// Isolate mode, a mapping with child collections: a record whose children fail fails as a
-// whole, its own row rolled back. The chunk is applied in a subtransaction; if that fails, in
-// halves, down to the record, which is reported failed.
-void apply_chunk_isolated(Chunk *chunk) {
+// A mapping with child collections: a record whose children fail fails as a whole, its own row
+// rolled back. The chunk is applied in a subtransaction; if that fails, in halves, down to the
+// record, which is reported failed (Isolate) or whose error is raised naming it (Atomic: an
+// error of the children's set-based statements names no record by itself).
+void apply_chunk_with_children(Chunk *chunk) {
     const CallSettings &call = *chunk->call;
     ApplyCounts before = *call.counts;
     ChildCounts *saved = save_child_counts(call);
@@ -155,14 +161,19 @@ void apply_chunk_isolated(Chunk *chunk) {
     if (chunk->count == 1) {
         const InputRecord &input = chunk->inputs[chunk->members[0]];
         // A child's error names the record already (its call is Atomic).
-        char *named = psprintf("%s %lld (", input.label, static_cast<long long>(input.position));
-        if (strncmp(error->message, named, strlen(named)) == 0) {
-            call.counts->failed++;
-            call.on_failure(call.callback_arg, chunk->members[0], error->sqlerrcode,
-                            error->message);
-        } else {
+        if (!names_input(error->message, input, call)) {
             fail_record(input, nullptr, error, call);
+            return;
         }
+        if (call.mode == ApplyMode::Atomic)
+            ReThrowError(error);
+        char *message = error->message;
+        if (error->detail)
+            message = psprintf("%s (detail: %s)", message, error->detail);
+        if (error->hint)
+            message = psprintf("%s (hint: %s)", message, error->hint);
+        call.counts->failed++;
+        call.on_failure(call.callback_arg, chunk->members[0], error->sqlerrcode, message);
         return;
     }
     FreeErrorData(error);
@@ -175,8 +186,8 @@ void apply_chunk_isolated(Chunk *chunk) {
 }
 
 void apply_chunk(Chunk *chunk) {
-    if (!chunk->mapping->children.empty() && chunk->call->mode == ApplyMode::Isolate)
-        apply_chunk_isolated(chunk);
+    if (!chunk->mapping->children.empty())
+        apply_chunk_with_children(chunk);
     else
         apply_chunk_rows(chunk);
 }
@@ -310,15 +321,16 @@ void apply_mapping_group(CompiledMapping *mapping, const Group &group, const Inp
     int single_end = group.count;
     int *ends = &single_end;
     Group sorted = group;
-    if (group.count > batch && mapping->is_child) {
+    if (mapping->is_child && group.count > kChildChunkBatches * batch) {
         // A child's records (list elements) have no version: applied in chunks in their
         // order, later ones win as within a chunk. (Their rows are written under their
-        // parents' row locks.)
-        chunk_count = (group.count + batch - 1) / batch;
+        // parents' row locks.) A chunk of parents' lists is one chunk unless it is very long.
+        int size = kChildChunkBatches * batch;
+        chunk_count = (group.count + size - 1) / size;
         ends = static_cast<int *>(palloc(sizeof(int) * chunk_count));
         for (int c = 0; c < chunk_count; c++)
-            ends[c] = Min(group.count, (c + 1) * batch);
-    } else if (group.count > batch) {
+            ends[c] = Min(group.count, (c + 1) * size);
+    } else if (group.count > batch && !mapping->is_child) {
         ends =
             sort_group_by_key(&sorted, mapping, records, call, chunk_context, batch, &chunk_count);
     }

@@ -249,6 +249,22 @@ void apply_child_mapping(Chunk *chunk, CompiledMapping *child, const int *applie
     remove_unlisted(child, &params, call);
 }
 
+// The parent's key values go into the child's statements as arrays of the child's parent key
+// column types, which its compilation checked against the parent's: a mapping compiled before
+// the parent's table changed says so rather than pass values of another type.
+void check_parent_key_types(const CompiledMapping *parent, const CompiledMapping *child) {
+    bool same = parent->key_columns.size() == child->parent_key_columns.size();
+    for (size_t k = 0; same && k < parent->key_columns.size(); k++)
+        same = parent->columns[parent->key_columns[k]].type->type_oid ==
+               child->columns[child->parent_key_columns[k]].type->type_oid;
+    if (!same)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("mapping \"%s\": its parent key columns no longer have the types "
+                               "of the conflict columns of parent \"%s\"",
+                               child->row.collection_id.c_str(), parent->row.collection_id.c_str()),
+                        errhint("Give them the same types, then write the child mapping again.")));
+}
+
 } // namespace
 
 void keep_listed_keys(Chunk *chunk) {
@@ -313,6 +329,7 @@ void apply_children(Chunk *chunk, const bool *winners, CommandId since) {
         return;
     for (const std::string &name : mapping->children) {
         CompiledMapping *child = pin_mapping(name.c_str(), static_cast<int>(name.size()));
+        check_parent_key_types(mapping, child);
         apply_child_mapping(chunk, child, applied, applied_count, removed, removed_count);
         unpin_mapping(child);
     }

@@ -113,6 +113,8 @@ inline bool *row_nulls(Chunk *chunk, int record) {
 void fail_record(const InputRecord &input, const char *column, ErrorData *error,
                  const CallSettings &call);
 void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error);
+// Does message begin with the description of input (so that it names it already)?
+bool names_input(const char *message, const InputRecord &input, const CallSettings &call);
 // A record that cannot even be grouped (not an object, no collection_id).
 void fail_input(const InputRecord &input, int sqlstate, const char *reason,
                 const CallSettings &call);

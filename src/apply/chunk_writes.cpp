@@ -59,7 +59,8 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
             if (!mapping->columns[i].is_now)
                 add_param(&params, column_array(chunk, i, records, count));
         written = run_statement(chunk, row_write_statement(*mapping, kind), &params, false);
-        if (kind == WriteUpsert && mapping->is_child) { // RETURNING whether each was inserted
+        if (kind == WriteUpsert && mapping->is_child && !mapping->partitioned) {
+            // RETURNING whether each was inserted
             chunk->returned_inserted = 0;
             for (uint64 row = 0; row < SPI_processed; row++) {
                 bool isnull;

@@ -80,6 +80,15 @@ void fail_record(const InputRecord &input, const char *column, ErrorData *error,
                     message);
 }
 
+bool names_input(const char *message, const InputRecord &input, const CallSettings &call) {
+    StringInfoData named;
+    initStringInfo(&named);
+    describe_input(&named, input, call);
+    bool names = strncmp(message, named.data, named.len) == 0;
+    pfree(named.data);
+    return names;
+}
+
 void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error) {
     chunk->state[record] = Done;
     if (chunk->failed)

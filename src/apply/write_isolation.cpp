@@ -31,9 +31,11 @@ void count_written(Chunk *chunk, WriteKind kind, const int *records, int count, 
     case WriteUpsert: {
         // One statement inserts and updates: what it inserted is counted in the table (a key
         // stored at the look-up may have been deleted since), or from Citus's RETURNING.
-        int64 inserted = chunk->mapping->citus != CitusKind::None || chunk->mapping->is_child
-                             ? chunk->returned_inserted
-                             : count_inserted_here(chunk, records, count, nullptr);
+        const CompiledMapping *mapping = chunk->mapping;
+        int64 inserted =
+            mapping->citus != CitusKind::None || (mapping->is_child && !mapping->partitioned)
+                ? chunk->returned_inserted
+                : count_inserted_here(chunk, records, count, nullptr);
         if (inserted < 0) { // not a heap: by the look-up
             int64 believed_new = 0;
             for (int i = 0; i < count; i++)

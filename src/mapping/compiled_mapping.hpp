@@ -143,6 +143,8 @@ struct CompiledMapping {
     StoredPath has_more_path; // child: "has_more" in the object that holds the list's last key
     std::vector<int> parent_key_columns; // child: indexes into columns, in the parent key's order
     bool key_from_element = true;        // every key column is read from the record (element)
+    Oid parent_target = InvalidOid;      // child: the parent's table (a change recompiles it)
+    bool partitioned = false;            // the target is a partitioned table
     // Child: the rows of some parents (parent key arrays) whose keys are not among the given
     // keys (child key arrays), deleted; RETURNING their keys when this mapping has children.
     PreparedStatement remove_unlisted;

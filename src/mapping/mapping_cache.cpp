@@ -42,7 +42,8 @@ void on_transaction_end(XactEvent event, void *) {
 void on_relcache_invalidation(Datum, Oid relid) {
     for (auto &entry : cache) {
         CompiledMapping &m = *entry.second;
-        if (relid == InvalidOid || relid == cached_catalog_oid || relid == m.row.target_table)
+        if (relid == InvalidOid || relid == cached_catalog_oid || relid == m.row.target_table ||
+            relid == m.parent_target)
             m.stale = true;
     }
 }

@@ -344,6 +344,7 @@ void resolve_child(CompiledMapping &m, bool deferred_checks, bool resolve_parent
     check_parent_chain(row);
     std::unique_ptr<CompiledMapping> parent =
         compile_mapping(parent_row_of(row), false, false, false);
+    m.parent_target = parent->row.target_table;
     if (parent->is_child && !parent->key_from_element)
         mapping_error(ERRCODE_INVALID_PARAMETER_VALUE,
                       "parent \"" + *row.parent +
@@ -444,6 +445,7 @@ std::unique_ptr<CompiledMapping> compile_mapping(const MappingRow &row, bool def
 
     TargetTable table = describe_target(row.target_table);
     compiled->target_name = table.qualified_name;
+    compiled->partitioned = table.relkind == RELKIND_PARTITIONED_TABLE;
     if (table.relkind != RELKIND_RELATION && table.relkind != RELKIND_PARTITIONED_TABLE)
         mapping_error(ERRCODE_WRONG_OBJECT_TYPE,
                       "target " + table.display_name + " is not a table");

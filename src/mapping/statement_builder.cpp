@@ -198,7 +198,8 @@ class StatementBuilder {
         // A parent of child collections: which rows it wrote, by their keys.
         // A child's upserts (no version: every one writes) count their inserts the same way,
         // rather than by a probe of each row afterwards.
-        if (m_.citus != CitusKind::None || m_.is_child)
+        // (Not on a partitioned table, whose system columns RETURNING cannot read.)
+        if (m_.citus != CitusKind::None || (m_.is_child && !m_.partitioned))
             s.sql += " RETURNING t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid";
         if (m_.citus != CitusKind::None && !m_.children.empty())
             for (int k : m_.key_columns)
