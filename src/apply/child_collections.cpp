@@ -298,9 +298,10 @@ void apply_children(Chunk *chunk, const bool *winners, CommandId since) {
     int *applied = static_cast<int *>(palloc(sizeof(int) * (chunk->count + 1)));
     int *removed = static_cast<int *>(palloc(sizeof(int) * (chunk->count + 1)));
     int candidates = 0, removed_count = 0;
-    // Nothing was written without a transaction id (a replay); a record found stale by the
-    // look-up wrote nothing.
-    bool wrote = TransactionIdIsValid(GetTopTransactionIdIfAny());
+    // Nothing was written without a transaction id (a replay; on Citus the rows are written
+    // on the workers); a record found stale by the look-up wrote nothing.
+    bool wrote =
+        mapping->citus != CitusKind::None || TransactionIdIsValid(GetTopTransactionIdIfAny());
     for (int record = 0; record < chunk->count; record++) {
         bool stale = chunk->stored[record] && !chunk->stored_older[record];
         if (wrote && winners[record] && !chunk->failed[record] && !stale)
