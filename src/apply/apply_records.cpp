@@ -159,21 +159,7 @@ void apply_chunk_with_children(Chunk *chunk) {
     *call.counts = before;
     restore_child_counts(call, saved);
     if (chunk->count == 1) {
-        const InputRecord &input = chunk->inputs[chunk->members[0]];
-        // A child's error names the record already (its call is Atomic).
-        if (!names_input(error->message, input, call)) {
-            fail_record(input, nullptr, error, call);
-            return;
-        }
-        if (call.mode == ApplyMode::Atomic)
-            ReThrowError(error);
-        char *message = error->message;
-        if (error->detail)
-            message = psprintf("%s (detail: %s)", message, error->detail);
-        if (error->hint)
-            message = psprintf("%s (hint: %s)", message, error->hint);
-        call.counts->failed++;
-        call.on_failure(call.callback_arg, chunk->members[0], error->sqlerrcode, message);
+        fail_record(chunk->inputs[chunk->members[0]], nullptr, error, call);
         return;
     }
     FreeErrorData(error);

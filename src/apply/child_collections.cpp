@@ -93,16 +93,6 @@ bool find_list(Chunk *chunk, int record, const CompiledMapping &child, JsonbValu
     return true;
 }
 
-StatementParams params_with_room(int count) {
-    StatementParams params;
-    params.capacity = count;
-    params.values = static_cast<Datum *>(palloc(sizeof(Datum) * (count + 1)));
-    params.nulls = static_cast<char *>(palloc(count + 1));
-    params.nulls[0] = '\0';
-    params.count = 0;
-    return params;
-}
-
 // The parent key arrays of records (the parent mapping's key values, in its key order).
 void add_parent_keys(StatementParams *params, Chunk *chunk, const int *records, int count) {
     for (int k : chunk->mapping->key_columns)
@@ -134,8 +124,8 @@ void remove_children_of_removed(CompiledMapping *mapping, uint64 removed,
     SPI_freetuptable(SPI_tuptable);
     for (const std::string &name : mapping->children) {
         CompiledMapping *child = pin_mapping(name.c_str(), static_cast<int>(name.size()));
-        StatementParams params =
-            params_with_room(key_count + static_cast<int>(child->key_columns.size()));
+        StatementParams params;
+        params_init_room(&params, key_count + static_cast<int>(child->key_columns.size()));
         for (int k = 0; k < key_count; k++)
             add_param(&params, key_arrays[k]);
         for (int k : child->key_columns) // no key is listed
@@ -239,8 +229,9 @@ void apply_child_mapping(Chunk *chunk, CompiledMapping *child, const int *applie
         complete[complete_count++] = removed[i];
     if (complete_count == 0)
         return;
-    StatementParams params = params_with_room(
-        static_cast<int>(chunk->mapping->key_columns.size() + child->key_columns.size()));
+    StatementParams params;
+    params_init_room(
+        &params, static_cast<int>(chunk->mapping->key_columns.size() + child->key_columns.size()));
     add_parent_keys(&params, chunk, complete, complete_count);
     bool *no_nulls = static_cast<bool *>(palloc0(listed.count + 1));
     for (int k = 0; k < listed.key_count; k++)

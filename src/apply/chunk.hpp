@@ -109,12 +109,11 @@ inline bool *row_nulls(Chunk *chunk, int record) {
 
 // ---- record_failure.cpp
 // A record failed: Atomic raises error (its SQLSTATE and detail kept, the message naming
-// the record and column), Isolate reports it to the callback and counts it.
+// the record and column, unless it names the record already), Isolate reports it to the
+// callback and counts it.
 void fail_record(const InputRecord &input, const char *column, ErrorData *error,
                  const CallSettings &call);
 void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error);
-// Does message begin with the description of input (so that it names it already)?
-bool names_input(const char *message, const InputRecord &input, const CallSettings &call);
 // A record that cannot even be grouped (not an object, no collection_id).
 void fail_input(const InputRecord &input, int sqlstate, const char *reason,
                 const CallSettings &call);
@@ -206,6 +205,9 @@ uint64 execute_write(Chunk *chunk, WriteKind kind, const int *records, int count
 // Sorts records by key and writes them (write_isolation's write_records), one statement per
 // shard of a distributed target.
 void write_in_key_order(Chunk *chunk, WriteKind kind, int *records, int count);
+// A plain INSERT of records (keys believed new), in a subtransaction: NULL when it ran (the
+// records are done and counted), else its error, with nothing written.
+ErrorData *insert_plain(Chunk *chunk, const int *records, int count, uint64 *written);
 // Inserts the upserts believed new; returns how many it inserted (see chunk_writes.cpp).
 int64 insert_new_keys(Chunk *chunk, int *scratch);
 // Writes a looked-up chunk's records in key order, each run of deletes or of upserts one

@@ -176,6 +176,20 @@ void write_chunk(Chunk *chunk, int *scratch) {
 // exist after all, it fails as a whole, and INSERT ... ON CONFLICT DO NOTHING counts exactly
 // what it inserts. The keys that turned out to exist (inserted meanwhile by another
 // session) are looked up and left to write_chunk() as updates, or skipped as stale.
+ErrorData *insert_plain(Chunk *chunk, const int *records, int count, uint64 *written) {
+    ErrorData *error = try_in_subtransaction(
+        [&] { *written = execute_write(chunk, WriteInsertPlain, records, count); },
+        Retries::WriteRaces);
+    if (error)
+        return error;
+    ApplyCounts *counts = chunk->call->counts;
+    counts->inserted += *written;
+    counts->skipped += count - static_cast<int64>(*written); // a BEFORE trigger's NULL
+    for (int i = 0; i < count; i++)
+        chunk->state[records[i]] = Done;
+    return nullptr;
+}
+
 int64 insert_new_keys(Chunk *chunk, int *scratch) {
     int count = select_records(chunk, scratch, is_new_upsert);
     if (count == 0)
@@ -183,16 +197,9 @@ int64 insert_new_keys(Chunk *chunk, int *scratch) {
     ApplyCounts *counts = chunk->call->counts;
     sort_by_key(chunk, scratch, count);
     uint64 written = 0;
-    ErrorData *error = try_in_subtransaction(
-        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); },
-        Retries::WriteRaces);
-    if (!error) {
-        counts->inserted += written;
-        counts->skipped += count - static_cast<int64>(written); // a BEFORE trigger's NULL
-        for (int i = 0; i < count; i++)
-            chunk->state[scratch[i]] = Done;
+    ErrorData *error = insert_plain(chunk, scratch, count, &written);
+    if (!error)
         return written;
-    }
     TransactionId yield_to;
     int conflict_at;
     bool conflict = take_write_conflict(error->sqlerrcode, &yield_to, &conflict_at);

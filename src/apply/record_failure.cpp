@@ -61,10 +61,22 @@ char *describe_failure(const InputRecord &input, const char *column, const char 
 
 } // namespace
 
+bool names_input(const char *message, const InputRecord &input, const CallSettings &call) {
+    StringInfoData named;
+    initStringInfo(&named);
+    describe_input(&named, input, call);
+    bool names = strncmp(message, named.data, named.len) == 0;
+    pfree(named.data);
+    return names;
+}
+
 void fail_record(const InputRecord &input, const char *column, ErrorData *error,
                  const CallSettings &call) {
-    char *message =
-        describe_failure(input, column, error->message ? error->message : "error", call);
+    // An error raised by a child's (Atomic) call names the record already.
+    const char *reason = error->message ? error->message : "error";
+    char *message = names_input(reason, input, call)
+                        ? pstrdup(reason)
+                        : describe_failure(input, column, reason, call);
     if (call.mode == ApplyMode::Atomic) {
         error->message = message;
         error->context = nullptr;
@@ -78,15 +90,6 @@ void fail_record(const InputRecord &input, const char *column, ErrorData *error,
     call.counts->failed++;
     call.on_failure(call.callback_arg, static_cast<int>(&input - call.inputs), error->sqlerrcode,
                     message);
-}
-
-bool names_input(const char *message, const InputRecord &input, const CallSettings &call) {
-    StringInfoData named;
-    initStringInfo(&named);
-    describe_input(&named, input, call);
-    bool names = strncmp(message, named.data, named.len) == 0;
-    pfree(named.data);
-    return names;
 }
 
 void fail_chunk_record(Chunk *chunk, int record, const char *column, ErrorData *error) {

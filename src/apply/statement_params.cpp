@@ -12,12 +12,16 @@ extern "C" {
 
 namespace sequin {
 
-void params_init(StatementParams *params, const Chunk *chunk) {
-    params->capacity = chunk->column_count + 10; // the tombstone insert has 9
-    params->values = static_cast<Datum *>(palloc(sizeof(Datum) * params->capacity));
-    params->nulls = static_cast<char *>(palloc(params->capacity + 1));
+void params_init_room(StatementParams *params, int capacity) {
+    params->capacity = capacity;
+    params->values = static_cast<Datum *>(palloc(sizeof(Datum) * (capacity + 1)));
+    params->nulls = static_cast<char *>(palloc(capacity + 1));
     params->count = 0;
     params->nulls[0] = '\0';
+}
+
+void params_init(StatementParams *params, const Chunk *chunk) {
+    params_init_room(params, chunk->column_count + 10); // the tombstone insert has 9
 }
 
 void add_param(StatementParams *params, Datum value) {

@@ -15,6 +15,8 @@ struct StatementParams {
 
 // Room for one array per mapped column, plus a few.
 void params_init(StatementParams *params, const Chunk *chunk);
+// Room for capacity parameters.
+void params_init_room(StatementParams *params, int capacity);
 void add_param(StatementParams *params, Datum value);
 
 // The record numbers (chunk indexes) as an integer[]: statements return them to say which

@@ -195,7 +195,6 @@ void write_child_chunk(Chunk *chunk, int *scratch, LastChunkEntry *memory) {
     int count = select_records(chunk, scratch, is_upsert);
     if (count == 0)
         return;
-    ApplyCounts *counts = chunk->call->counts;
     // Unless the last chunk was all new keys (a fresh load), the stored rows are updated first.
     bool updated_some = false;
     if (memory->last != LastChunk::NewKeys) {
@@ -208,14 +207,8 @@ void write_child_chunk(Chunk *chunk, int *scratch, LastChunkEntry *memory) {
         }
     }
     uint64 written = 0;
-    ErrorData *error = try_in_subtransaction(
-        [&] { written = execute_write(chunk, WriteInsertPlain, scratch, count); },
-        Retries::WriteRaces);
+    ErrorData *error = insert_plain(chunk, scratch, count, &written);
     if (!error) {
-        counts->inserted += written;
-        counts->skipped += count - static_cast<int64>(written); // a BEFORE trigger's NULL
-        for (int i = 0; i < count; i++)
-            chunk->state[scratch[i]] = Done;
         memory->last = updated_some ? LastChunk::Mixed : LastChunk::NewKeys;
         return;
     }
